@@ -1,0 +1,143 @@
+"""Run configuration: dataclasses, YAML recipes and `key=value` overrides.
+
+The dataclass defaults are the one source of truth; a recipe only lists what it changes. Overrides
+use dotted keys (`model.n_layers=2`, `train.lr=3e-4`); a bare key (`lr=3e-4`, `objective=nce`) is
+accepted when exactly one section has it. Values are parsed as YAML scalars.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from edlm.errors import EdlmError, require
+from edlm.models.config import ModelConfig
+
+
+@dataclass
+class DataConfig:
+    """Where tokens come from.
+
+    corpus: "text8" (character level, 27 symbols), "text" (local text files) or "hf" (a Hugging Face dataset).
+    path: for text8, a directory (or file) holding `text8`, `text8.zip` or `text8/text8_prefix.txt`;
+        empty means $EDLM_DATA, then download of the canonical text8.zip into the cache directory.
+        For "text", one file or a directory with train/valid/test files.
+    tokenizer: "char" (text8), "gpt2" (tiktoken r50k_base), "tiktoken:FILE" or "hf:NAME_OR_PATH".
+    seq_len: tokens per training sequence (chunk length for text8, wrap length for token corpora).
+    """
+
+    corpus: str = "text8"
+    path: str = ""
+    tokenizer: str = "char"
+    seq_len: int = 256
+    hf_name: str = ""
+    hf_config: str = ""
+    text_field: str = "text"
+    valid_fraction: float = 0.01
+
+
+@dataclass
+class TrainConfig:
+    """How to train. batch_size is the global batch (sequences per optimizer step, all processes and
+    accumulation steps together); grad_accum splits each process's share into micro-batches."""
+
+    objective: str = "mdlm"
+    steps: int = 1000
+    batch_size: int = 32
+    grad_accum: int = 1
+    lr: float = 3e-4
+    weight_decay: float = 0.0
+    beta1: float = 0.9
+    beta2: float = 0.999
+    warmup_steps: int = 100
+    lr_schedule: str = "constant"
+    grad_clip: float = 1.0
+    ema: float = 0.9999
+    schedule: str = "loglinear"
+    eps: float = 1e-3
+    t_min: float = 1e-3
+    seed: int = 0
+    out_dir: str = "runs/default"
+    log_every: int = 10
+    eval_every: int = 500
+    eval_batches: int = 8
+    save_every: int = 500
+    precision: str = "auto"
+    device: str = "auto"
+    init_from: str = ""
+    nce_negatives: int = 1
+    nce_t_min: float = 0.0
+
+
+@dataclass
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> "RunConfig":
+        require(isinstance(raw, dict), f"a run config must be a mapping, got {type(raw).__name__}.")
+        unknown = set(raw) - {"model", "data", "train"}
+        require(not unknown, f"unknown config sections {sorted(unknown)}; use model, data and train.")
+        parts = {}
+        for name, kind in (("model", ModelConfig), ("data", DataConfig), ("train", TrainConfig)):
+            values = raw.get(name) or {}
+            known = {f.name for f in dataclasses.fields(kind)}
+            bad = set(values) - known
+            require(not bad, f"unknown keys {sorted(bad)} in section {name!r}; known keys: {sorted(known)}.")
+            parts[name] = kind(**values)
+        return cls(**parts)
+
+
+def recipe_names() -> list[str]:
+    """Names of the recipes that ship with edlm."""
+    return sorted(p.name[:-5] for p in resources.files("edlm.recipes").iterdir() if p.name.endswith(".yaml"))
+
+
+def read_recipe(name_or_path: str) -> dict:
+    """The raw mapping of a shipped recipe (by name) or of a YAML file (by path)."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        require(path.is_file(), f"recipe file {name_or_path!r} does not exist; pass a YAML file or one of {recipe_names()}.")
+        text = path.read_text()
+    else:
+        require(name_or_path in recipe_names(), f"unknown recipe {name_or_path!r}; use one of {recipe_names()} or a YAML file.")
+        text = resources.files("edlm.recipes").joinpath(name_or_path + ".yaml").read_text()
+    try:
+        return yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:
+        raise EdlmError(f"recipe {name_or_path!r} is not valid YAML ({err}); fix the file.") from None
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Apply `key=value` strings to a raw recipe mapping (a new mapping is returned)."""
+    raw = {k: dict(v or {}) for k, v in raw.items()}
+    sections = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
+    for item in overrides:
+        require("=" in item, f"override {item!r} is not key=value; write for example train.lr=3e-4.")
+        key, value = item.split("=", 1)
+        if "." in key:
+            section, name = key.split(".", 1)
+            require(section in sections, f"override {item!r}: unknown section {section!r}; use model, data or train.")
+        else:
+            owners = [s for s, kind in sections.items() if key in {f.name for f in dataclasses.fields(kind)}]
+            require(len(owners) == 1, f"override {item!r}: key {key!r} is "
+                    + ("unknown" if not owners else f"in several sections {owners}") + "; write section.key=value.")
+            section, name = owners[0], key
+        known = {f.name for f in dataclasses.fields(sections[section])}
+        require(name in known, f"override {item!r}: {section} has no key {name!r}; known keys: {sorted(known)}.")
+        raw.setdefault(section, {})[name] = yaml.safe_load(value) if value else ""
+    return raw
+
+
+def load_config(recipe: str, overrides: list[str] | None = None) -> RunConfig:
+    """RunConfig from a recipe name or YAML path plus `key=value` overrides."""
+    return RunConfig.from_dict(apply_overrides(read_recipe(recipe), overrides or []))

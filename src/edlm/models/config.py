@@ -1,0 +1,48 @@
+"""Configuration of the one transformer backbone every edlm model uses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class ModelConfig:
+    """Shape and behaviour of a transformer.
+
+    vocab_size: data vocabulary V. Inputs use V + 1 ids: id V is the mask token for diffusion models
+        and the beginning-of-sequence token for causal models. Outputs are logits over the V data ids.
+    causal: causal (autoregressive) attention instead of bidirectional.
+    adaln: blocks carry adaLN modulation (DiT style) from a conditioning vector.
+    time_conditioning: the conditioning vector is an embedding of t; if False while `adaln` is on,
+        the model is fed t = 0 (as MDLM does) and ignores t, which lets samplers cache outputs.
+    """
+
+    vocab_size: int = 27
+    n_layers: int = 4
+    d_model: int = 128
+    n_heads: int = 4
+    mlp_ratio: int = 4
+    max_seq_len: int = 256
+    causal: bool = False
+    adaln: bool = True
+    time_conditioning: bool = False
+    cond_dim: int = 128
+    dropout: float = 0.0
+    rope_base: float = 10000.0
+
+    def __post_init__(self) -> None:
+        from edlm.errors import require
+
+        require(self.vocab_size >= 2, f"model.vocab_size={self.vocab_size} must be at least 2.")
+        require(
+            self.d_model % self.n_heads == 0 and (self.d_model // self.n_heads) % 2 == 0,
+            f"model.d_model={self.d_model} must split into n_heads={self.n_heads} heads of even width.",
+        )
+        require(not (self.time_conditioning and not self.adaln),
+                "model.time_conditioning=true needs model.adaln=true; set both or neither.")
+        require(0.0 <= self.dropout < 1.0, f"model.dropout={self.dropout} must lie in [0, 1).")
+
+    @property
+    def mask_id(self) -> int:
+        """Id of the mask (diffusion) or BOS (causal) input token: one past the data vocabulary."""
+        return self.vocab_size
