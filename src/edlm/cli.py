@@ -1,0 +1,36 @@
+"""The `edlm` command line. Bad input exits with status 2 and one sentence naming the fix."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from edlm.errors import EdlmError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from edlm.commands import command_modules
+
+    parser = argparse.ArgumentParser(
+        prog="edlm", description="Energy-based discrete diffusion language models: train, sample, evaluate.")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in command_modules():
+        if hasattr(module, "register") and module.__name__.rsplit(".", 1)[-1] != "__init__":
+            module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except EdlmError as err:
+        print(f"edlm: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("edlm: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
