@@ -1,53 +1,51 @@
 """Data: corpora, tokenizers and fixed-length token sequences for training and evaluation.
 
-Entry points: `build_tokenizer(cfg)` and `load_split(cfg, split) -> LongTensor[N, cfg.seq_len]`.
+Entry points: `build_tokenizer(cfg)` and `load_split(cfg, split) -> LongTensor[N, cfg.seq_len]`, where `cfg` is a
+`DataConfig`:
+- `corpus: text8`: characters (tokenizer `char`), chunks of seq_len consecutive characters (`edlm.data.text8`);
+- `corpus: text`: local text files; `corpus: hf`: a Hugging Face dataset (`edlm.data.corpora`); both tokenized
+  with a BPE tokenizer (`edlm.data.tokenizers`) and wrapped with EOS at both ends of every row (`edlm.data.tokens`).
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import torch
 
-from edlm.errors import require
+from edlm.data.chars import TEXT8_ALPHABET, CharTokenizer
+from edlm.data.corpora import SPLITS, Corpus, hf_corpus, text_corpus
+from edlm.data.files import cache_dir
+from edlm.data.text8 import Text8Source, find_text8, load_text8
+from edlm.data.tokenizers import HFTokenizer, TiktokenTokenizer, build_tokenizer, check_vocab
+from edlm.data.tokens import load_token_split, wrap_documents
+from edlm.errors import EdlmError, require
 
-TEXT8_ALPHABET = " abcdefghijklmnopqrstuvwxyz"
-PREFIX_SPLITS = {"train": (0, 10_000_000), "valid": (10_000_000, 11_000_000), "test": (11_000_000, 12_000_000)}
-
-
-class CharTokenizer:
-    """text8 characters: id 0 is space, 1..26 are a..z; the mask id is 27."""
-
-    vocab_size = len(TEXT8_ALPHABET)
-    eos_id = None
-
-    def encode(self, text: str) -> list[int]:
-        return [TEXT8_ALPHABET.index(c) for c in text]
-
-    def decode(self, ids) -> str:
-        return "".join(TEXT8_ALPHABET[i] if 0 <= i < 27 else "_" for i in ids)
+CORPORA = ("text8", "text", "hf")
 
 
-def build_tokenizer(cfg):
-    """The tokenizer that `cfg.tokenizer` names."""
-    require(cfg.tokenizer == "char", f"data.tokenizer={cfg.tokenizer!r} is not available yet; use char.")
-    return CharTokenizer()
+def open_corpus(cfg) -> Corpus:
+    """The document corpus of a token-level DataConfig (`corpus: text` or `corpus: hf`)."""
+    if cfg.corpus == "text":
+        return text_corpus(cfg.path)
+    if cfg.corpus == "hf":
+        return hf_corpus(cfg.hf_name, cfg.hf_config, cfg.path, cfg.text_field)
+    raise EdlmError(f"data.corpus={cfg.corpus!r} is unknown; use one of {', '.join(CORPORA)}.")
 
 
 def load_split(cfg, split: str) -> torch.Tensor:
-    """Chunks Long[N, seq_len] of the requested split ('train', 'valid' or 'test')."""
-    require(split in PREFIX_SPLITS, f"split={split!r} is unknown; use train, valid or test.")
-    root = Path(cfg.path or os.environ.get("EDLM_DATA", ""))
-    path = root / "text8" / "text8_prefix.txt"
-    require(path.is_file(), f"text8 not found at {path}; set EDLM_DATA to the shared data directory.")
-    start, stop = PREFIX_SPLITS[split]
-    with open(path, "rb") as f:
-        f.seek(start)
-        raw = f.read(stop - start)
-    table = torch.full((256,), -1, dtype=torch.long)
-    table[torch.tensor(list(TEXT8_ALPHABET.encode()))] = torch.arange(27)
-    ids = table[torch.frombuffer(bytearray(raw), dtype=torch.uint8).long()]
-    n = ids.numel() // cfg.seq_len
-    require(n >= 1, f"the {split} split has {ids.numel()} characters, fewer than one chunk of {cfg.seq_len}.")
-    return ids[: n * cfg.seq_len].view(n, cfg.seq_len)
+    """LongTensor[N, cfg.seq_len] of token ids for `split` ('train', 'valid' or 'test') of the corpus `cfg` names."""
+    require(split in SPLITS, f"split={split!r} is unknown; use train, valid or test.")
+    require(cfg.corpus in CORPORA, f"data.corpus={cfg.corpus!r} is unknown; use one of {', '.join(CORPORA)}.")
+    if cfg.corpus == "text8":
+        require(cfg.tokenizer == "char", f"data.tokenizer={cfg.tokenizer!r} does not fit corpus text8, which is "
+                                         "character level; set data.tokenizer=char.")
+        return load_text8(find_text8(cfg.path), split, cfg.seq_len)
+    require(cfg.tokenizer != "char", f"data.tokenizer=char only fits corpus text8, not {cfg.corpus}; use gpt2, "
+                                     "tiktoken:FILE or hf:NAME_OR_PATH.")
+    return load_token_split(open_corpus(cfg), build_tokenizer(cfg), split, cfg.seq_len, cfg.valid_fraction)
+
+
+__all__ = [
+    "CORPORA", "SPLITS", "TEXT8_ALPHABET", "CharTokenizer", "Corpus", "HFTokenizer", "Text8Source",
+    "TiktokenTokenizer", "build_tokenizer", "cache_dir", "check_vocab", "find_text8", "load_split", "load_text8",
+    "load_token_split", "open_corpus", "wrap_documents",
+]

@@ -36,11 +36,19 @@ class Rotary(nn.Module):
 
     def __init__(self, head_dim: int, base: float) -> None:
         super().__init__()
-        inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
-        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self.head_dim, self.base = head_dim, base
+        self.register_buffer("inv_freq", self.frequencies(), persistent=False)
+
+    def frequencies(self, device=None) -> torch.Tensor:
+        """Inverse frequencies base^(-2i/head_dim), i < head_dim/2, in float32."""
+        exponents = torch.arange(0, self.head_dim, 2, dtype=torch.float32, device=device) / self.head_dim
+        return 1.0 / (self.base ** exponents)
 
     def forward(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        freqs = torch.outer(positions.float(), self.inv_freq.to(positions.device))
+        inv_freq = self.inv_freq.to(positions.device)
+        if inv_freq.dtype != torch.float32:  # Module.to(bfloat16) casts buffers; angles need float32
+            inv_freq = self.frequencies(positions.device)
+        freqs = torch.outer(positions.float(), inv_freq)
         emb = torch.cat((freqs, freqs), dim=-1)
         return emb.cos(), emb.sin()
 
@@ -69,7 +77,7 @@ class TimestepEmbedder(nn.Module):
         freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
         args = t.float()[:, None] * freqs[None]
         features = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
-        return self.mlp(features)
+        return self.mlp(features.to(self.mlp[0].weight.dtype))  # float32 features, model dtype MLP
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:

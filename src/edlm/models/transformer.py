@@ -65,8 +65,8 @@ class Block(nn.Module):
                 if n > 1:
                     rows = torch.arange(start, start + n, device=x.device)[:, None]
                     mask = rows >= torch.arange(start + n, device=x.device)[None, :]
-        drop = self.dropout if self.training else 0.0
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop, is_causal=is_causal)
+        # No dropout on attention probabilities (as MDLM): dropout acts on the residual branches only.
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
         return self.attn_out(out.transpose(1, 2).reshape(b, n, d))
 
     def forward(self, x, c, cos, sin, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
