@@ -8,6 +8,7 @@ conditional is computed exactly by enumeration. The exact models satisfy the pub
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 
 import torch
 
@@ -44,6 +45,15 @@ class ToyDistribution:
         counts = torch.bincount(self.index(x.cpu()), minlength=len(self.probs)).double()
         return counts / counts.sum()
 
+    def expected_tv(self, n: int, target: torch.Tensor | None = None) -> float:
+        """Exact E[TV] between `target` (default self.probs) and the empirical distribution of n
+        i.i.d. draws from it: the sampling-noise floor of `tv` (0.5 * sum_i E|X_i / n - p_i|, X_i ~ Bin(n, p_i))."""
+        p = (self.probs if target is None else target.double())[:, None]
+        k = torch.arange(n + 1, dtype=torch.float64)[None]
+        log_pmf = (torch.lgamma(torch.tensor(n + 1.0)) - torch.lgamma(k + 1) - torch.lgamma(n - k + 1)
+                   + k * p.clamp_min(1e-300).log() + (n - k) * (1 - p).clamp_min(1e-300).log())
+        return 0.5 * float((log_pmf.exp() * (k / n - p).abs()).sum())
+
     def tv(self, x: torch.Tensor, target: torch.Tensor | None = None) -> float:
         """Total variation between the empirical distribution of x and `target` (default: self.probs)."""
         target = self.probs if target is None else target
@@ -72,13 +82,63 @@ class ExactDenoiser:
         return marginals.log().float()
 
 
+class FactorisedDenoiser:
+    """A deliberately factorised proposal: fixed per-position logits Float[L, V] that ignore xt
+    (default: the distribution's unconditional per-position marginals). Denoiser protocol."""
+
+    time_conditioned = False
+
+    def __init__(self, dist: ToyDistribution, logits: torch.Tensor | None = None) -> None:
+        if logits is None:
+            onehot = torch.nn.functional.one_hot(dist.sequences, dist.vocab_size).double()  # [N, L, V]
+            logits = torch.einsum("n,nlv->lv", dist.probs, onehot).log()
+        self.logits = logits.float()
+        self.vocab_size = dist.vocab_size
+        self.calls = 0
+
+    def __call__(self, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """xt: Long[B, L] -> Float[B, L, V], the same logits for every input."""
+        self.calls += 1
+        return self.logits.expand(xt.shape[0], -1, -1).clone()
+
+
+@dataclass
+class ToyKVCache:
+    """Incremental-decoding state of ExactCausalLM: the data tokens fed so far, Long[B, n]."""
+
+    tokens: torch.Tensor
+    max_len: int
+    started: bool = False
+
+
 class ExactCausalLM:
-    """Causal LM protocol with the exact conditionals p(x_i | x_<i) of a ToyDistribution."""
+    """Causal LM protocol with the exact conditionals p(x_i | x_<i) of a ToyDistribution.
+
+    It also follows the incremental-decoding protocol of `edlm.sampling.ar` (`bos_id`, `new_cache`,
+    `next_logits`), so the AR sampler can be checked against the exact distribution.
+    """
 
     def __init__(self, dist: ToyDistribution) -> None:
         self.dist = dist
         self.vocab_size = dist.vocab_size
+        self.bos_id = dist.vocab_size
         self.calls = 0
+
+    def new_cache(self, batch: int, max_len: int) -> ToyKVCache:
+        return ToyKVCache(torch.zeros((batch, 0), dtype=torch.long), max_len)
+
+    def next_logits(self, inputs: torch.Tensor, cache: ToyKVCache) -> torch.Tensor:
+        """Feed inputs Long[B, n] (BOS first on an empty cache) -> Float[B, V] exact log p(next | fed)."""
+        if not cache.started:
+            assert bool((inputs[:, 0] == self.bos_id).all()), "the first input must be BOS"
+            inputs, cache.started = inputs[:, 1:], True
+        cache.tokens = torch.cat([cache.tokens, inputs.cpu()], dim=1)
+        n = cache.tokens.shape[1]
+        assert n + 1 <= cache.max_len and n < self.dist.seq_len, "fed more inputs than the cache or the sequence holds"
+        seqs = self.dist.sequences
+        match = (seqs[None, :, :n] == cache.tokens[:, None, :]).all(-1).double() * self.dist.probs  # [B, N]
+        mass = match @ torch.nn.functional.one_hot(seqs[:, n], self.vocab_size).double()  # [B, V]
+        return mass.log().float()
 
     def token_logprobs(self, x: torch.Tensor) -> torch.Tensor:
         """x: Long[B, L] -> Float[B, L] exact log p(x_i | x_<i)."""

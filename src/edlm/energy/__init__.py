@@ -1,1 +1,10 @@
-"""energy"""
+"""Energies for EDLM: the Energy protocol and its implementations (DESIGN.md §3).
+
+`AREnergy(lm, carry_over=False)` turns any causal LM into an energy; `check_compatible` is the
+vocabulary / mask-id check every sampler and estimator runs before using an energy.
+"""
+
+from edlm.energy.ar import AREnergy
+from edlm.energy.base import Energy, check_compatible
+
+__all__ = ["AREnergy", "Energy", "check_compatible"]

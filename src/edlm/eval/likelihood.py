@@ -81,12 +81,13 @@ def mdlm_nelbo(denoiser, x0: torch.Tensor, num_t: int = 16, generator: torch.Gen
 
 
 def nelbo(model, x0: torch.Tensor, *, energy=None, num_t: int = 16, num_z: int = 16,
-          generator: torch.Generator | None = None, batch_size: int | None = None) -> NelboResult:
+          generator: torch.Generator | None = None, batch_size: int | None = None,
+          estimator: str = "marginal") -> NelboResult:
     """Negative log-likelihood numbers for x0: Long[B, L] (DESIGN.md §3).
 
     A causal LM (has `token_logprobs`) gives its exact NLL; a denoiser gives the MDLM NELBO upper
-    bound. `energy` and `num_z` select the EDLM estimators (the samplers issue); without an energy
-    they are unused.
+    bound. `energy`, `num_z` and `estimator` ("marginal", kind "estimate"; or "paper_eq13") select
+    the EDLM estimators of `edlm.eval.energy_likelihood`; without an energy they are unused.
     """
     require(x0.dim() == 2, f"x0 has shape {tuple(x0.shape)}; pass a LongTensor of shape [B, L].")
     vocab = model.vocab_size
@@ -95,7 +96,8 @@ def nelbo(model, x0: torch.Tensor, *, energy=None, num_t: int = 16, num_z: int =
     if energy is not None:
         from edlm.eval.energy_likelihood import energy_nelbo
 
-        return energy_nelbo(model, x0, energy, num_t=num_t, num_z=num_z, generator=generator, batch_size=batch_size)
+        return energy_nelbo(model, x0, energy, num_t=num_t, num_z=num_z, generator=generator, batch_size=batch_size,
+                            estimator=estimator)
     x0 = x0.to(_model_device(model))
     if hasattr(model, "token_logprobs"):
         return exact_ar_nll(model, x0, batch_size)
