@@ -43,7 +43,14 @@ class DataConfig:
 @dataclass
 class TrainConfig:
     """How to train. batch_size is the global batch (sequences per optimizer step, all processes and
-    accumulation steps together); grad_accum splits each process's share into micro-batches."""
+    accumulation steps together); grad_accum splits each process's share into micro-batches.
+    lr_schedule: "constant" or "cosine" (to 0 at `steps`), after `warmup_steps` of linear warm-up.
+    ema: EMA decay of the weights that validation, sampling and `load_model` use.
+    precision: "auto" (bf16 autocast on CUDA, fp32 elsewhere), "bf16" (CUDA only) or "fp32".
+    log_every / eval_every / save_every: steps between metrics rows, validations on `eval_batches`
+    fixed validation batches, and checkpoints (0 turns each off; the last step always logs and saves).
+    keep_last: checkpoints kept in out_dir/checkpoints (0 keeps all).
+    init_from: a checkpoint spec whose weights start the run (NCE: the frozen denoiser)."""
 
     objective: str = "mdlm"
     steps: int = 1000
@@ -66,6 +73,7 @@ class TrainConfig:
     eval_every: int = 500
     eval_batches: int = 8
     save_every: int = 500
+    keep_last: int = 2
     precision: str = "auto"
     device: str = "auto"
     init_from: str = ""

@@ -1,0 +1,121 @@
+"""Training objectives, pluggable by name (`train.objective`).
+
+An objective is a class registered with `@register_objective(name)` that provides
+
+- `build_model(cfg) -> nn.Module` (static): the trainable model, freshly initialised from `cfg`.
+  `load_model` uses it to rebuild a checkpoint's model, so it must not load anything.
+- `__init__(cfg, model, device)`: everything else the objective needs. This is where an objective
+  loads extra frozen models or initial weights from `cfg.train.init_from` (the NCE objective builds
+  its frozen denoiser here).
+- `prepare(x0, generator) -> dict[str, Tensor]`: every random choice of one optimizer step, drawn
+  for the whole **global** batch x0: Long[G, L] from the step's CPU generator. Each value has G
+  rows; the loop hands each process and micro-batch its rows. Drawing the noise for the global batch
+  (not per process) makes a run's losses independent of the number of processes and of gradient
+  accumulation. Randomness too costly to draw for the global batch on every rank (e.g. sampling
+  negatives from a large frozen model) should be drawn here as per-row seeds and expanded in `loss`.
+- `loss(model, x0, batch) -> Tensor`: scalar float32 mean over the rows of x0: Long[b, L] (nats per
+  token), given those rows of `prepare`'s output. Called inside the autocast context.
+- `metric`: what the loss estimates, for logs ("nelbo", "nll", ...).
+
+An objective in a module of its own is listed in `OBJECTIVE_MODULES`, so that `objective_class`
+(and with it `edlm train` and `load_model`) finds it without the caller importing anything.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import torch
+from torch import nn
+
+from edlm.diffusion import antithetic_times, ar_loss, forward_mask, make_schedule, masked_token_nll
+from edlm.errors import require
+from edlm.models import build_model
+
+OBJECTIVES: dict[str, type] = {}
+# Objectives that live in their own modules, imported on first use (they import this module to register).
+OBJECTIVE_MODULES = {"nce": "edlm.train.nce_objective"}
+
+
+def register_objective(name: str):
+    """Class decorator: make the objective available as `train.objective=name`."""
+    def register(cls: type) -> type:
+        OBJECTIVES[name] = cls
+        return cls
+    return register
+
+
+def objective_class(name: str) -> type:
+    """The objective class registered under `name` (importing its module if it has one of its own)."""
+    if name not in OBJECTIVES and name in OBJECTIVE_MODULES:
+        importlib.import_module(OBJECTIVE_MODULES[name])
+    require(name in OBJECTIVES,
+            f"train.objective={name!r} is unknown; use one of {sorted(set(OBJECTIVES) | set(OBJECTIVE_MODULES))}.")
+    return OBJECTIVES[name]
+
+
+def init_weights_from(model: nn.Module, spec: str) -> None:
+    """Copy the (EMA) weights of checkpoint `spec` into `model`, whose architecture must match."""
+    from edlm.train.checkpoint import load_state_dict
+
+    state, _ = load_state_dict(spec, ema=True)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    require(not missing and not unexpected,
+            f"train.init_from={spec!r} holds a different architecture (missing {missing[:3]}, unexpected "
+            f"{unexpected[:3]}); use a checkpoint with the same model config.")
+
+
+@register_objective("mdlm")
+class MDLMObjective:
+    """Masked diffusion (MDLM): the continuous-time NELBO with antithetic times (DESIGN.md §1).
+
+    Same estimator as `edlm.diffusion.mdlm_loss`, split into its random part (`prepare`: times
+    stratified over the global batch, then the masks) and its deterministic part (`loss`).
+    """
+
+    metric = "nelbo"
+
+    @staticmethod
+    def build_model(cfg) -> nn.Module:
+        require(not cfg.model.causal, "train.objective=mdlm needs a bidirectional model; set model.causal=false.")
+        return build_model(cfg.model)
+
+    def __init__(self, cfg, model: nn.Module, device: torch.device) -> None:
+        self.schedule = make_schedule(cfg.train.schedule, cfg.train.eps)
+        self.t_min = cfg.train.t_min
+        self.mask_id = model.mask_id
+        if cfg.train.init_from:
+            init_weights_from(model, cfg.train.init_from)
+
+    def prepare(self, x0: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """x0: Long[G, L] -> {"t": Float[G], "xt": Long[G, L]}."""
+        t = antithetic_times(x0.shape[0], generator, device=x0.device, t_min=self.t_min)
+        return {"t": t, "xt": forward_mask(x0, self.schedule.alpha(t), self.mask_id, generator)}
+
+    def loss(self, model, x0: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        t, xt = batch["t"], batch["xt"]
+        nll = masked_token_nll(model(xt, t), x0, xt, self.mask_id)
+        return (self.schedule.loss_weight(t).float() * nll.sum(dim=1)).mean() / x0.shape[1]
+
+
+@register_objective("ar")
+class ARObjective:
+    """Autoregressive next-token cross-entropy on the causal backbone; no randomness."""
+
+    metric = "nll"
+
+    @staticmethod
+    def build_model(cfg) -> nn.Module:
+        require(cfg.model.causal, "train.objective=ar needs a causal model; set model.causal=true "
+                "(and model.adaln=false for a plain GPT-style model).")
+        return build_model(cfg.model)
+
+    def __init__(self, cfg, model: nn.Module, device: torch.device) -> None:
+        if cfg.train.init_from:
+            init_weights_from(model, cfg.train.init_from)
+
+    def prepare(self, x0: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        return {}
+
+    def loss(self, model, x0: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return ar_loss(model, x0)
