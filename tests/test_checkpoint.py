@@ -142,6 +142,8 @@ def test_crash_mid_write_keeps_previous_checkpoint(saved, tmp_path, monkeypatch)
 
 def test_keep_last_prunes_older(saved, tmp_path):
     cfg, model, ema, opt, _ = saved
+    save(tmp_path / "run", cfg, 7, model, ema, opt)  # an existing checkpoint is replaced whole
+    assert read_checkpoint(tmp_path / "run").step == 7
     for step in (8, 9, 10):
         save(tmp_path / "run", cfg, step, model, ema, opt, keep_last=2)
     names = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())

@@ -19,7 +19,15 @@ def test_overrides_dotted_and_bare():
     assert cfg.model.causal is True and cfg.model.adaln is False
 
 
+def test_override_values_take_the_field_type():
+    cfg = load_config("text8-tiny", ["lr=3e-3", "train.ema=1", "data.path=/x"])
+    assert cfg.train.lr == 0.003 and isinstance(cfg.train.ema, float) and cfg.data.path == "/x"
+
+
 @pytest.mark.parametrize("override, message", [
+    ("train.steps=1.5", "must be an integer"),
+    ("train.lr=fast", "must be a number"),
+    ("model.causal=3", "true or false"),
     ("nokey", "not key=value"),
     ("model.widht=3", "has no key 'widht'"),
     ("bogus=1", "unknown"),

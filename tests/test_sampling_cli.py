@@ -88,7 +88,7 @@ def test_glauber_sampler(ckpts, tmp_path):
     (["--window", "1.5"], "--window 1.5"),
     (["--steps", "0"], "--steps 0"),
     (["--carry-over"], "--carry-over needs"),
-    (["--energy", "nce:x"], "is not supported"),
+    (["--energy", "bogus:x"], "is not supported"),
     (["--prefix", "a" * 30], "more than --seq-len 24"),
     (["--seq-len", "50"], "max_seq_len=24"),
 ])

@@ -101,8 +101,28 @@ class RunConfig:
             known = {f.name for f in dataclasses.fields(kind)}
             bad = set(values) - known
             require(not bad, f"unknown keys {sorted(bad)} in section {name!r}; known keys: {sorted(known)}.")
-            parts[name] = kind(**values)
+            defaults = kind()
+            parts[name] = kind(**{key: _typed(f"{name}.{key}", value, getattr(defaults, key))
+                                  for key, value in values.items()})
         return cls(**parts)
+
+
+def _typed(key: str, value, default):
+    """`value` as the type of the field's default (YAML reads `3e-4` as a string, `1` as an int)."""
+    kind = type(default)
+    if kind is bool:
+        require(isinstance(value, bool), f"{key}={value!r} must be true or false.")
+        return value
+    if kind in (int, float) and not isinstance(value, bool):
+        try:
+            converted = kind(value)
+        except (TypeError, ValueError):
+            converted = None
+        require(converted is not None and (kind is float or float(value) == converted),
+                f"{key}={value!r} must be {'an integer' if kind is int else 'a number'}.")
+        return converted
+    require(isinstance(value, kind), f"{key}={value!r} must be a {kind.__name__}.")
+    return value
 
 
 def recipe_names() -> list[str]:

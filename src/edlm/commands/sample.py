@@ -28,7 +28,8 @@ def register(subparsers) -> None:
     parser.add_argument("--denoiser", required=True,
                         help="edlm diffusion checkpoint: run dir, checkpoint dir or ckpt:PATH")
     parser.add_argument("--energy", default=None,
-                        help="ar:SPEC, an AR energy from an edlm AR checkpoint (path or ckpt:PATH) or hf:ID_OR_PATH")
+                        help="ar:SPEC, an AR energy from an edlm AR checkpoint (path or ckpt:PATH) or hf:ID_OR_PATH; "
+                             "or nce:CKPT, an NCE energy (edlm train ... train.objective=nce)")
     parser.add_argument("--carry-over", action="store_true",
                         help="carry-over AR energy (AR terms at masked positions only)")
     parser.add_argument("--steps", type=int, default=None, help="reverse steps (default: the sequence length)")
@@ -65,13 +66,15 @@ def check_args(args) -> None:
     require(args.num_samples >= 1, f"--num-samples {args.num_samples} must be at least 1.")
     require(args.seq_len is None or args.seq_len >= 1, f"--seq-len {args.seq_len} must be at least 1.")
     require(args.batch_size >= 1, f"--batch-size {args.batch_size} must be at least 1.")
-    require(args.energy is None or args.energy.startswith("ar:"),
-            f"--energy {args.energy!r} is not supported; use ar:CKPT or ar:hf:ID_OR_PATH.")
-    require(not args.carry_over or args.energy is not None, "--carry-over needs --energy ar:CKPT.")
-    require(args.energy is None or len(args.energy) > 3, "--energy ar: names no model; write ar:CKPT.")
+    require(args.energy is None or args.energy.startswith(("ar:", "nce:")),
+            f"--energy {args.energy!r} is not supported; use ar:CKPT, ar:hf:ID_OR_PATH or nce:CKPT.")
+    require(not args.carry_over or (args.energy or "").startswith("ar:"), "--carry-over needs --energy ar:CKPT.")
+    require(args.energy is None or bool(args.energy.split(":", 1)[1]),
+            f"--energy {args.energy} names no model; write ar:CKPT or nce:CKPT.")
     if args.sampler == "glauber":
         check_glauber_args(args)
-        require(args.energy is not None, "--sampler glauber needs the target AR model as --energy ar:CKPT.")
+        require((args.energy or "").startswith("ar:"),
+                "--sampler glauber needs the target AR model as --energy ar:CKPT.")
 
 
 def _max_len(model) -> int | None:
@@ -111,7 +114,14 @@ def run(args) -> int:
         seq_len = args.seq_len or config.data.seq_len
         steps = args.steps or seq_len
         energy = lm = None
-        if args.energy is not None:
+        if args.energy is not None and args.energy.startswith("nce:"):
+            from edlm.energy import NCEEnergy
+
+            energy = NCEEnergy.from_checkpoint(args.energy, ema=not args.no_ema, device=rt.device)
+            check_compatible(denoiser, energy)
+            require(seq_len <= energy.config.max_seq_len, f"--seq-len {seq_len} exceeds the --energy model's "
+                    f"max_seq_len={energy.config.max_seq_len}; use a shorter --seq-len.")
+        elif args.energy is not None:
             from edlm.eval.specs import load_model_spec
 
             loaded = load_model_spec(args.energy[3:], device=str(rt.device), trust_remote_code=args.trust_remote_code)

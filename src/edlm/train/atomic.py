@@ -68,8 +68,10 @@ def atomic_directory(final: Path):
         for child in tmp.iterdir():
             fsync_path(child)
         fsync_path(tmp)
-        if final.exists():
-            shutil.rmtree(final)
+        if final.exists():  # move it aside atomically, so `final` is never half deleted
+            old = final.parent / f"{TMP_PREFIX}{final.name}-replaced-{os.getpid()}"
+            os.replace(final, old)
+            shutil.rmtree(old)
         os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
