@@ -112,7 +112,7 @@ def test_resume_guards_and_init_from(text8_dir, tmp_path):  # noqa: F811
     assert longer.resumed_from == 2 and longer.step == 3
 
     # A new run initialised from the first one starts from its EMA weights.
-    init = tiny_overrides(text8_dir, tmp_path / "b", steps=1, lr="0.000000000001", warmup_steps=0) + [f"train.init_from=ckpt:{tmp_path / 'a'}"]
+    init = tiny_overrides(text8_dir, tmp_path / "b", steps=1, lr=1e-12, warmup_steps=0) + [f"train.init_from=ckpt:{tmp_path / 'a'}"]
     train(load_config("text8-tiny", init), progress=False)
     source, _ = load_model(tmp_path / "a", device="cpu")
     started, _ = load_model(tmp_path / "b", ema=False, device="cpu")

@@ -1,7 +1,8 @@
-"""`edlm sample --denoiser CKPT [--energy ar:SPEC] ... --out FILE.jsonl`: sample from a masked
-diffusion model, optionally with EDLM importance-sampled denoising under an AR energy, or
-(`--sampler glauber`) run Glauber dynamics with the AR model of `--energy` as the target and the
-denoiser as the infill proposal.
+"""`edlm sample --denoiser SPEC [--energy ar:SPEC] ... --out FILE.jsonl`: sample from a masked
+diffusion model (an edlm checkpoint, a `pretrained:` directory, or `hf:ID_OR_PATH` for an MDLM hub
+checkpoint such as `hf:kuleshov-group/mdlm-owt`; see `edlm.eval.specs`), optionally with EDLM
+importance-sampled denoising under an AR energy, or (`--sampler glauber`) run Glauber dynamics with
+the AR model of `--energy` as the target and the denoiser as the infill proposal.
 
 Each JSONL line holds `index`, `ids` (token ids), `text` (decoded), `seed`, the sampler settings and
 what the sampler measured: `ess_mean` for mdlm (the mean effective sample size over the steps where
@@ -26,7 +27,9 @@ def register(subparsers) -> None:
         description="Sample with the MDLM ancestral sampler; with --energy, importance-sampled denoising "
                     "(k candidates per sequence, weights softmax(-E/tau)) at every step with t >= 1 - window.")
     parser.add_argument("--denoiser", required=True,
-                        help="edlm diffusion checkpoint: run dir, checkpoint dir or ckpt:PATH")
+                        help="diffusion model: an edlm run dir, checkpoint dir or ckpt:PATH; a pretrained dir "
+                             "(pretrained:DIR_OR_ID); or hf:ID_OR_PATH, an MDLM hub checkpoint such as "
+                             "hf:kuleshov-group/mdlm-owt (GPT-2 tokenizer)")
     parser.add_argument("--energy", default=None,
                         help="ar:SPEC, an AR energy from an edlm AR checkpoint (path or ckpt:PATH) or hf:ID_OR_PATH; "
                              "or nce:CKPT, an NCE energy (edlm train ... train.objective=nce)")
@@ -96,45 +99,57 @@ def run(args) -> int:
     import torch.distributed as dist
 
     import edlm
-    from edlm.data import build_tokenizer
     from edlm.data.tokenizers import check_vocab
     from edlm.energy import AREnergy, check_compatible
     from edlm.errors import require
     from edlm.train.atomic import write_text_atomic
-    from edlm.train.checkpoint import load_model
+    from edlm.eval.specs import load_model_spec, same_tokenizer
     from edlm.train.runtime import runtime
 
     check_args(args)
     with runtime(args.device) as rt:
-        denoiser, config = load_model(args.denoiser, ema=not args.no_ema, device=rt.device)
-        require(not hasattr(denoiser, "token_logprobs"),
-                f"--denoiser {args.denoiser!r} is an autoregressive checkpoint; pass a diffusion (mdlm) checkpoint.")
-        tokenizer = build_tokenizer(config.data)
+        loaded_denoiser = load_model_spec(args.denoiser, device=str(rt.device), ema=not args.no_ema)
+        denoiser, tokenizer = loaded_denoiser.model, loaded_denoiser.tokenizer
+        require(not hasattr(denoiser, "token_logprobs") and hasattr(denoiser, "vocab_size")
+                and not hasattr(denoiser, "xt_embed"),
+                f"--denoiser {args.denoiser!r} is not a masked diffusion model; pass a diffusion (mdlm) checkpoint.")
+        require(tokenizer is not None, f"--denoiser {args.denoiser!r} has no known tokenizer; save its tokenizer "
+                "(tokenizer.json) in the checkpoint directory.")
         check_vocab(tokenizer, denoiser.vocab_size)
-        seq_len = args.seq_len or config.data.seq_len
+        seq_len = args.seq_len or loaded_denoiser.seq_len
         steps = args.steps or seq_len
         energy = lm = None
         if args.energy is not None and args.energy.startswith("nce:"):
             from edlm.energy import NCEEnergy
 
-            energy = NCEEnergy.from_checkpoint(args.energy, ema=not args.no_ema, device=rt.device)
+            from edlm.pretrained import from_pretrained, pretrained_spec
+
+            pretrained = pretrained_spec(args.energy[4:])
+            if pretrained is not None:
+                energy, _ = from_pretrained(pretrained, device=rt.device)
+                require(isinstance(energy, NCEEnergy), f"--energy {args.energy!r} is not an NCE energy; "
+                        "pass a directory exported from an edlm train ... train.objective=nce run.")
+            else:
+                energy = NCEEnergy.from_checkpoint(args.energy, ema=not args.no_ema, device=rt.device)
             check_compatible(denoiser, energy)
             require(seq_len <= energy.config.max_seq_len, f"--seq-len {seq_len} exceeds the --energy model's "
                     f"max_seq_len={energy.config.max_seq_len}; use a shorter --seq-len.")
         elif args.energy is not None:
-            from edlm.eval.specs import load_model_spec
-
-            loaded = load_model_spec(args.energy[3:], device=str(rt.device), trust_remote_code=args.trust_remote_code)
+            loaded = load_model_spec(args.energy[3:], device=str(rt.device), trust_remote_code=args.trust_remote_code,
+                                     ema=not args.no_ema)
             require(loaded.causal, f"--energy {args.energy!r} is not a causal LM; "
                     "pass an AR checkpoint or an hf: causal LM.")
             lm = loaded.model
             energy = AREnergy(lm, carry_over=args.carry_over)
             check_compatible(denoiser, energy)
-            theirs = getattr(loaded.tokenizer, "fingerprint", None)
-            ours = getattr(tokenizer, "fingerprint", None)
-            require(theirs is None or ours is None or theirs == ours,
+            difference = same_tokenizer(tokenizer, loaded.tokenizer)
+            require(difference is None,
                     f"the energy's tokenizer {getattr(loaded.tokenizer, 'name', '?')} differs from the denoiser's "
-                    f"{getattr(tokenizer, 'name', '?')}; use models that share one tokenizer.")
+                    f"{getattr(tokenizer, 'name', '?')}: {difference}; use models that share one tokenizer.")
+            lm_eos, our_eos = getattr(lm, "eos_id", None), getattr(tokenizer, "eos_id", None)
+            require(lm_eos is None or our_eos is None or lm_eos == our_eos,
+                    f"the energy model ends sequences with token {lm_eos} but the denoiser's tokenizer uses "
+                    f"{our_eos}; use models that share one tokenizer and special tokens.")
             for name, model in (("--denoiser", denoiser), ("--energy", loaded.model)):
                 limit = _max_len(model)
                 require(limit is None or seq_len <= limit,

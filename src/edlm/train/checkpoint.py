@@ -189,7 +189,13 @@ def _load_into(module: nn.Module, tensors: dict[str, torch.Tensor], ckpt: Checkp
 
 
 def load_state_dict(path_or_spec, *, ema: bool = True) -> tuple[dict[str, torch.Tensor], RunConfig]:
-    """(EMA or trained weights on the CPU, RunConfig) of a checkpoint spec."""
+    """(EMA or trained weights on the CPU, RunConfig) of a checkpoint spec (or of a pretrained directory,
+    `pretrained:DIR_OR_ID` or a local directory with edlm_config.json, which holds one set of weights)."""
+    from edlm.pretrained import load_pretrained_state, pretrained_spec
+
+    name = pretrained_spec(path_or_spec)
+    if name is not None:
+        return load_pretrained_state(name)
     ckpt = read_checkpoint(path_or_spec)
     return ckpt.tensors("ema" if ema else "model"), ckpt.config
 
@@ -198,8 +204,15 @@ def load_model(path_or_spec, *, ema: bool = True, device=None) -> tuple[nn.Modul
     """The model of a checkpoint (EMA weights unless ema=False) in eval mode, and its RunConfig.
 
     `path_or_spec`: a run directory, a checkpoint directory, or `ckpt:PATH`. `device`: where to put
-    the model; None picks CUDA when available, else the CPU.
+    the model; None picks CUDA when available, else the CPU. A pretrained directory
+    (`pretrained:DIR_OR_ID`, or a local directory with edlm_config.json; see `edlm.pretrained`) loads
+    through `edlm.pretrained.from_pretrained`; it holds one set of weights, so `ema` does not apply.
     """
+    from edlm.pretrained import from_pretrained, pretrained_spec
+
+    name = pretrained_spec(path_or_spec)
+    if name is not None:
+        return from_pretrained(name, device=device)
     from edlm.train.objectives import objective_class
     from edlm.train.runtime import select_device
 

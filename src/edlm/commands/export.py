@@ -1,0 +1,27 @@
+"""`edlm export RUN OUT_DIR`: write a run's model (EMA weights unless --no-ema) as a self-contained
+pretrained directory (`model.safetensors` + `edlm_config.json`, see `edlm.pretrained`), loadable with
+`edlm.pretrained.from_pretrained`, as a model spec (`pretrained:DIR` or the bare directory), or from the
+hub once uploaded (`pretrained:ORG/NAME`)."""
+
+from __future__ import annotations
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("export", help="export a checkpoint as a pretrained directory",
+                                   description=__doc__.split("\n\n")[0])
+    parser.add_argument("run", help="run directory, checkpoint directory or ckpt:PATH")
+    parser.add_argument("out_dir", help="directory to write (replaced atomically if it exists)")
+    parser.add_argument("--no-ema", action="store_true", help="export the trained weights instead of the EMA weights")
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import sys
+
+    from edlm.pretrained import save_pretrained
+    from edlm.train.checkpoint import load_model
+
+    model, config = load_model(args.run, ema=not args.no_ema, device="cpu")
+    path = save_pretrained(model, args.out_dir, config=config)
+    print(f"wrote {path}", file=sys.stderr)
+    return 0

@@ -1,0 +1,189 @@
+"""Self-contained model directories: `save_pretrained` / `from_pretrained`.
+
+A pretrained directory holds one set of weights and everything needed to rebuild the model:
+
+    model.safetensors     the weights (parameter names as in `model.state_dict()`)
+    edlm_config.json      {"format": "edlm-pretrained", "version": 1, "config": RunConfig as a dict,
+                           "objective": ..., "files": {"model.safetensors": byte size}, versions}
+
+It is written atomically (under a temporary name, fsynced, renamed into place; see
+`edlm.train.atomic`) and read without unpickling anything. The model class comes from
+`config.train.objective` (mdlm -> MaskedDiffusionLM, ar -> CausalLM, nce -> NCEEnergy), exactly as
+for training checkpoints, so any model that `edlm train` builds can be exported and reloaded.
+
+`from_pretrained` takes a local directory or a Hugging Face hub id (`org/name`, downloaded with
+`huggingface_hub.snapshot_download`, only the two files above). Model specs accept such a directory
+as `pretrained:DIR_OR_ID` or, for a local directory, bare (it is recognised by `edlm_config.json`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from edlm.config import RunConfig
+from edlm.errors import EdlmError, require
+from edlm.train.atomic import atomic_directory
+
+FORMAT = "edlm-pretrained"
+VERSION = 1
+CONFIG_FILE = "edlm_config.json"
+WEIGHTS_FILE = "model.safetensors"
+SPEC_PREFIX = "pretrained:"
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+          "float16": torch.float16, "fp16": torch.float16}
+
+
+def _build(config: RunConfig) -> nn.Module:
+    from edlm.train.objectives import objective_class
+
+    return objective_class(config.train.objective).build_model(config)
+
+
+def save_pretrained(model: nn.Module, directory, *, config: RunConfig) -> Path:
+    """Write `model`'s weights and `config` to `directory` (replaced atomically if it exists).
+
+    The weights must fit the model that `config` describes (same names and shapes), so the directory
+    always loads; otherwise EdlmError. Tensors are saved in their own dtype, on the CPU. Returns the path.
+    """
+    require(isinstance(config, RunConfig), f"save_pretrained needs config=RunConfig, got {type(config).__name__}.")
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with torch.device("meta"):
+        reference = _build(config).state_dict()
+    missing = sorted(set(reference) - set(state))
+    unexpected = sorted(set(state) - set(reference))
+    wrong = sorted(k for k in set(state) & set(reference) if tuple(state[k].shape) != tuple(reference[k].shape))
+    require(not (missing or unexpected or wrong),
+            f"the model's weights do not fit the model config (train.objective={config.train.objective}): missing "
+            f"{missing[:3]}, unexpected {unexpected[:3]}, wrong shape {wrong[:3]}; "
+            "pass the RunConfig the model was built from.")
+    final = Path(directory).expanduser()
+    from edlm import __version__
+
+    with atomic_directory(final) as tmp:
+        save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+        meta = {
+            "format": FORMAT, "version": VERSION, "objective": config.train.objective,
+            "config": config.to_dict(), "files": {WEIGHTS_FILE: (tmp / WEIGHTS_FILE).stat().st_size},
+            "edlm_version": __version__, "torch_version": torch.__version__,
+            "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=1))
+    return final
+
+
+def is_pretrained_dir(path) -> bool:
+    """True when `path` is a local directory holding an `edlm_config.json`."""
+    try:
+        return (Path(str(path)).expanduser() / CONFIG_FILE).is_file()
+    except OSError:
+        return False
+
+
+def pretrained_spec(spec) -> str | None:
+    """The directory or hub id a spec names when it is a pretrained directory (`pretrained:X`, or a bare
+    local directory with edlm_config.json), else None."""
+    text = str(spec)
+    if text.startswith(SPEC_PREFIX):
+        name = text[len(SPEC_PREFIX):]
+        require(bool(name), f"model spec {text!r} names nothing; write pretrained:DIR or pretrained:ORG/NAME.")
+        return name
+    if text.startswith("ckpt:"):
+        return None
+    return text if is_pretrained_dir(text) else None
+
+
+def _resolve(id_or_dir, revision: str | None) -> Path:
+    path = Path(str(id_or_dir)).expanduser()
+    if path.exists():
+        require(path.is_dir() and (path / CONFIG_FILE).is_file(),
+                f"{path} is not an edlm pretrained directory (no {CONFIG_FILE}); pass a directory written by "
+                "save_pretrained or `edlm export`.")
+        return path
+    text = str(id_or_dir)
+    require(text.count("/") == 1 and not text.startswith((".", "/", "~")) and " " not in text,
+            f"pretrained model {text!r} is neither an existing directory nor a hub id like org/name; check the path.")
+    try:
+        import huggingface_hub
+    except ImportError:
+        raise EdlmError(f"loading {text!r} from the hub needs huggingface_hub; install edlm[hf] or pass a "
+                        "local directory.") from None
+    try:
+        local = Path(huggingface_hub.snapshot_download(text, revision=revision,
+                                                       allow_patterns=[CONFIG_FILE, WEIGHTS_FILE]))
+    except Exception as err:  # network, authentication, unknown repo or revision
+        raise EdlmError(f"could not download {text!r} (revision {revision or 'main'}) from the hub: "
+                        f"{str(err).splitlines()[0] if str(err) else repr(err)}; check the id, the network and "
+                        "HF_TOKEN, or pass a local directory.") from None
+    require((local / CONFIG_FILE).is_file(), f"hub repo {text!r} has no {CONFIG_FILE}; it is not an edlm "
+            "pretrained model (for MDLM hub checkpoints use hf:ID, for causal LMs hf:ID).")
+    return local
+
+
+def read_pretrained_config(id_or_dir, *, revision: str | None = None) -> tuple[Path, dict, RunConfig]:
+    """(local directory, edlm_config.json contents, RunConfig) of a pretrained directory or hub id."""
+    path = _resolve(id_or_dir, revision)
+    config_path = path / CONFIG_FILE
+    try:
+        meta = json.loads(config_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise EdlmError(f"{config_path} is corrupt ({err}); export the model again.") from None
+    require(isinstance(meta, dict) and meta.get("format") == FORMAT,
+            f"{config_path} is not an edlm pretrained config (format "
+            f"{meta.get('format') if isinstance(meta, dict) else None!r}); pass a directory written by save_pretrained.")
+    require(meta.get("version") == VERSION, f"{path} has pretrained format version {meta.get('version')}, this edlm "
+            f"reads version {VERSION}; use a matching edlm release.")
+    require("config" in meta, f"{config_path} lacks 'config'; it is corrupt, export the model again.")
+    try:
+        config = RunConfig.from_dict(meta["config"])
+    except (EdlmError, TypeError) as err:
+        raise EdlmError(f"{path} holds a config this edlm cannot read ({err}); use a matching edlm release.") from None
+    return path, meta, config
+
+
+def load_pretrained_state(id_or_dir, *, revision: str | None = None) -> tuple[dict[str, torch.Tensor], RunConfig]:
+    """(weights on the CPU, RunConfig) of a pretrained directory or hub id, after a size check."""
+    path, meta, config = read_pretrained_config(id_or_dir, revision=revision)
+    file = path / WEIGHTS_FILE
+    require(file.is_file(), f"{file} is missing; the pretrained directory is incomplete, export the model again.")
+    expected = (meta.get("files") or {}).get(WEIGHTS_FILE)
+    size = file.stat().st_size
+    require(expected is None or size == expected,
+            f"{file} has {size} bytes instead of {expected} (truncated or corrupt); export the model again.")
+    try:
+        return load_file(str(file), device="cpu"), config
+    except SafetensorError as err:
+        raise EdlmError(f"{file} is corrupt ({err}); export the model again.") from None
+
+
+def from_pretrained(id_or_dir, *, device=None, dtype=None,
+                    revision: str | None = None) -> tuple[nn.Module, RunConfig]:
+    """(model in eval mode, RunConfig) from a directory written by `save_pretrained` or a hub id.
+
+    device: where to put the model (None: CUDA when available, else the CPU). dtype: None keeps float32
+    parameters (the weights' values are copied exactly), or a torch dtype / name such as "bf16".
+    revision: a hub branch, tag or commit (hub ids only).
+    """
+    from edlm.train.runtime import select_device
+
+    if isinstance(dtype, str):
+        require(dtype.lower() in DTYPES, f"dtype={dtype!r} is not one of {', '.join(DTYPES)}.")
+        dtype = DTYPES[dtype.lower()]
+    spec = str(id_or_dir)
+    spec = spec[len(SPEC_PREFIX):] if spec.startswith(SPEC_PREFIX) else spec
+    state, config = load_pretrained_state(spec, revision=revision)
+    model = _build(config)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0]
+        raise EdlmError(f"the weights in {spec} do not fit the model its config describes ({first}); "
+                        "the directory is corrupt or was written by an incompatible edlm.") from None
+    model.to(device=device if device is not None else select_device(), dtype=dtype)
+    return model.eval(), config
