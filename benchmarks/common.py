@@ -15,20 +15,33 @@ import torch
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def provenance(started: float) -> dict:
-    """Command line, git revision (with a dirty flag), machine, library versions and wall time (s)."""
+def machine() -> dict:
+    """CPU model and core count, GPU name (or None), platform, Python and torch versions, torch threads."""
+    cpu = ""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                    if line.startswith("model name")), "")
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return dict(platform=platform.platform(), python=platform.python_version(), torch=torch.__version__, cpu=cpu,
+                cores=os.cpu_count(), gpu=gpu, torch_threads=torch.get_num_threads())
+
+
+def git_revision() -> str:
+    """HEAD of the checkout, with "+dirty" when tracked or untracked files differ from it."""
     root = Path(__file__).resolve().parents[1]
     try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                                    capture_output=True, text=True).stdout.strip())
-    except OSError:
-        rev, dirty = "unknown", False
-    return dict(command=" ".join([Path(sys.executable).name, *sys.argv]), git_revision=rev + ("-dirty" if dirty else ""),
-                machine=f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores".strip(),
-                torch=torch.__version__, threads=torch.get_num_threads(),
-                device=torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
-                wall_time_s=round(time.perf_counter() - started, 1), date=time.strftime("%Y-%m-%d"))
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True).stdout.strip()
+        return rev + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def provenance(started: float) -> dict:
+    """Command line, git revision, machine and wall time (s)."""
+    return dict(command=" ".join([Path(sys.executable).name, *sys.argv]), git_revision=git_revision(),
+                machine=machine(), wall_time_s=round(time.perf_counter() - started, 1), date=time.strftime("%Y-%m-%d"))
 
 
 def write_results(name: str, payload: dict, markdown: str) -> None:

@@ -37,8 +37,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -46,6 +44,8 @@ from pathlib import Path
 import torch
 
 import edlm
+from common import git_revision, machine
+from edlm.sampling.device import module_device
 from edlm.errors import require
 from edlm.eval.generative import sequence_nll, unigram_entropy
 from edlm.sampling import ar_sample
@@ -79,10 +79,6 @@ def _sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _device(model) -> torch.device:
-    return next(model.parameters()).device if hasattr(model, "parameters") else torch.device("cpu")
-
-
 @torch.no_grad()
 def quality(samples: torch.Tensor, ar, oracle, batch_size: int) -> dict:
     """Oracle and AR NLL per token (nats) over all tokens, oracle PPL, mean unigram entropy (nats)."""
@@ -108,7 +104,7 @@ def run_isocompute(ar, infill, oracle, *, num_samples: int, seq_len: int, rounds
     require(bool(rounds) and rounds[0] >= 1, f"rounds={rounds} must be positive integers.")
     require(max_best_of >= 1, f"max_best_of={max_best_of} must be at least 1.")
     parsed = parse_variants(variants) if isinstance(variants, str) else list(variants)
-    device = _device(ar)
+    device = module_device(ar)
     score_batch = batch_size or 64
     rows = []
 
@@ -164,24 +160,8 @@ def run_isocompute(ar, infill, oracle, *, num_samples: int, seq_len: int, rounds
     return dict(settings=settings, rows=rows)
 
 
-def machine() -> dict:
-    cpu = ""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                    if line.startswith("model name")), "")
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return dict(platform=platform.platform(), python=platform.python_version(), torch=torch.__version__, cpu=cpu,
-                gpu=gpu, torch_threads=torch.get_num_threads())
 
 
-def git_revision() -> str:
-    try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True).stdout.strip()
-        return rev + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 NOTES = """Forward passes per sample: an AR generation with the KV cache = 1; each infill row and each
@@ -215,8 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     device = None if args.device == "auto" else torch.device(args.device)
     ar, ar_cfg = load_model(args.ar, ema=not args.no_ema, device=device)
-    infill, _ = load_model(args.infill, ema=not args.no_ema, device=_device(ar))
-    oracle, _ = load_model(args.oracle, ema=not args.no_ema, device=_device(ar))
+    infill, _ = load_model(args.infill, ema=not args.no_ema, device=module_device(ar))
+    oracle, _ = load_model(args.oracle, ema=not args.no_ema, device=module_device(ar))
     require(not hasattr(infill, "token_logprobs"),
             f"--infill {args.infill!r} is an AR checkpoint; pass a diffusion (mdlm) checkpoint.")
     seq_len = args.seq_len or ar_cfg.data.seq_len

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -38,6 +37,7 @@ from pathlib import Path
 import torch
 
 import edlm
+from common import git_revision, machine
 from edlm.energy import AREnergy
 from edlm.models import CausalLM, MaskedDiffusionLM, ModelConfig
 
@@ -163,23 +163,8 @@ def memory_check() -> dict:
     return result
 
 
-def machine() -> dict:
-    cpu = ""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                    if line.startswith("model name")), "")
-    return dict(platform=platform.platform(), python=platform.python_version(), torch=torch.__version__,
-                cpu=cpu, torch_threads=torch.get_num_threads())
 
 
-def git_revision() -> str:
-    try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True).stdout.strip()
-        return rev + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def markdown(report: dict) -> str:

@@ -95,8 +95,9 @@ def main() -> None:
              "| round | edlm tokens/s | minimal tokens/s | ratio |", "|---|---|---|---|"]
     lines += [f"| {i} | {r['edlm_tokens_per_s']} | {r['minimal_tokens_per_s']} | {r['ratio']} |" for i, r in enumerate(rounds)]
     lines += ["", f"Median ratio **{ratio:.3f}** (target at least 0.95: {'met' if ratio >= 0.95 else 'not met'}).", "",
-              f"Command: `{payload['command']}` at {payload['git_revision']} on {payload['machine']}, "
-              f"torch {payload['torch']} with {payload['threads']} threads; wall time {payload['wall_time_s']} s.", ""]
+              f"Command: `{payload['command']}` at {payload['git_revision']} on {payload['machine']['cpu']} "
+              f"({payload['machine']['cores']} cores), torch {payload['machine']['torch']} with "
+              f"{payload['machine']['torch_threads']} threads; wall time {payload['wall_time_s']} s.", ""]
     write_results("train_throughput", payload, "\n".join(lines))
     assert math.isfinite(ratio)
 

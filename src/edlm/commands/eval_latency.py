@@ -183,7 +183,6 @@ def run(args) -> int:
     import torch
 
     from edlm.energy import AREnergy
-    from edlm.errors import require
     from edlm.eval.latency import COLUMNS, latency_benchmark
     from edlm.eval.report import write_report
     from edlm.train.runtime import select_device

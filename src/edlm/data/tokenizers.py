@@ -4,7 +4,8 @@ token cache).
 
 - "char": text8 characters (`CharTokenizer`, 27 ids, no EOS).
 - "gpt2": GPT-2's BPE (tiktoken `r50k_base`, 50,257 ids, EOS `<|endoftext|>` = 50256) from a local ranks file:
-  $EDLM_GPT2_TIKTOKEN, else `whisper/assets/gpt2.tiktoken` of an installed openai-whisper, else tiktoken's own
+  $EDLM_GPT2_TIKTOKEN, else the copy bundled with edlm (`edlm/assets/gpt2.tiktoken`), else
+  `whisper/assets/gpt2.tiktoken` of an installed openai-whisper, else tiktoken's own
   `get_encoding("r50k_base")` (which needs tiktoken's cache or the network). The file must be the real one
   (its sha256 is checked).
 - "tiktoken:FILE": any tiktoken ranks file with GPT-2's split pattern; EOS `<|endoftext|>` gets the id after the
@@ -135,12 +136,15 @@ class HFTokenizer:
 
 
 def gpt2_ranks_file() -> Path | None:
-    """GPT-2's local ranks file: $EDLM_GPT2_TIKTOKEN, else openai-whisper's copy, else None."""
+    """GPT-2's local ranks file: $EDLM_GPT2_TIKTOKEN, else edlm's bundled copy, else openai-whisper's, else None."""
     env = os.environ.get("EDLM_GPT2_TIKTOKEN", "")
     if env:
         path = Path(env).expanduser()
         require(path.is_file(), f"EDLM_GPT2_TIKTOKEN={env!r} is not a file; {_GPT2_HELP}.")
         return path
+    bundled = Path(__file__).resolve().parents[1] / "assets" / "gpt2.tiktoken"
+    if bundled.is_file():
+        return bundled
     spec = importlib.util.find_spec("whisper")
     if spec is not None and spec.origin:
         path = Path(spec.origin).parent / "assets" / "gpt2.tiktoken"

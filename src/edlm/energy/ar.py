@@ -13,14 +13,7 @@ from __future__ import annotations
 import torch
 
 from edlm.errors import require
-
-
-def _device(module) -> torch.device:
-    params = getattr(module, "parameters", None)
-    if params is not None:
-        for p in params():
-            return p.device
-    return torch.device("cpu")
+from edlm.sampling.device import module_device
 
 
 class AREnergy:
@@ -42,7 +35,7 @@ class AREnergy:
     @torch.no_grad()
     def __call__(self, x0: torch.Tensor, xt: torch.Tensor, t: torch.Tensor,
                  proposal_logp: torch.Tensor) -> torch.Tensor:
-        logp = self.lm.token_logprobs(x0.to(_device(self.lm))).double().to(proposal_logp.device)  # [B, L]
+        logp = self.lm.token_logprobs(x0.to(module_device(self.lm))).double().to(proposal_logp.device)  # [B, L]
         if self.carry_over:
             masked = xt.to(logp.device) == self.mask_id
             logp = torch.where(masked, logp, torch.zeros_like(logp))

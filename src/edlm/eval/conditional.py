@@ -33,6 +33,7 @@ import torch
 
 from edlm.diffusion.schedules import antithetic_times
 from edlm.errors import require
+from edlm.sampling.device import module_device
 
 
 @dataclass
@@ -43,11 +44,6 @@ class ConditionalScore:
     logprob: float
     stderr: float
     greedy: bool
-
-
-def _device(model) -> torch.device:
-    params = getattr(model, "parameters", None)
-    return next(params()).device if params is not None else torch.device("cpu")
 
 
 def _check_length(n: int, limit: int | None, what: str) -> None:
@@ -75,7 +71,7 @@ def causal_scores(lm, pairs: list[tuple[list[int], list[int]]], *, prefix: list[
         seqs.append((prefix + context, list(continuation)))
     order = sorted(range(len(seqs)), key=lambda i: -sum(map(len, seqs[i])))
     out: list[ConditionalScore | None] = [None] * len(seqs)
-    device = _device(lm)
+    device = module_device(lm)
     for start in range(0, len(order), batch_size):
         idx = [i for i in order[start:start + batch_size] if seqs[i][1]]
         for i in order[start:start + batch_size]:
@@ -165,7 +161,7 @@ def _make_block(request: int, head: list[int], continuation: list[int], num_mc: 
 def _block_outputs(denoiser, blocks: list[_Block], batch_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Per block: (float64 log mu^i(target_i | xt) [R, n], argmax == target [R, n]). Rows of equal
     length run through the denoiser together, batch_size rows at a time."""
-    device = _device(denoiser)
+    device = module_device(denoiser)
     outputs: list = [None] * len(blocks)
     by_width: dict[int, list[int]] = {}
     for i, block in enumerate(blocks):

@@ -18,6 +18,7 @@ import torch
 from edlm.diffusion.process import forward_mask, masked_token_nll
 from edlm.diffusion.schedules import LogLinearSchedule, antithetic_times
 from edlm.errors import require
+from edlm.sampling.device import module_device
 
 KINDS = ("exact", "upper_bound", "estimate", "paper_eq13")
 
@@ -40,14 +41,6 @@ class NelboResult:
     @property
     def nats_per_token(self) -> torch.Tensor:
         return self.nats / self.num_tokens
-
-
-def _model_device(model) -> torch.device:
-    params = getattr(model, "parameters", None)
-    if params is not None:
-        for p in params():
-            return p.device
-    return torch.device("cpu")
 
 
 @torch.no_grad()
@@ -98,7 +91,7 @@ def nelbo(model, x0: torch.Tensor, *, energy=None, num_t: int = 16, num_z: int =
 
         return energy_nelbo(model, x0, energy, num_t=num_t, num_z=num_z, generator=generator, batch_size=batch_size,
                             estimator=estimator)
-    x0 = x0.to(_model_device(model))
+    x0 = x0.to(module_device(model))
     if hasattr(model, "token_logprobs"):
         return exact_ar_nll(model, x0, batch_size)
     return mdlm_nelbo(model, x0, num_t=num_t, generator=generator, batch_size=batch_size)
