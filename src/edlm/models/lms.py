@@ -35,7 +35,8 @@ class MaskedDiffusionLM(nn.Module):
 
     @property
     def time_conditioned(self) -> bool:
-        """False when outputs do not depend on t, so samplers may reuse them while xt is unchanged."""
+        """False when outputs do not depend on t. Informational: edlm's sampler only calls the denoiser for
+        sequences that reveal a token at the current step, which is exact whether or not outputs depend on t."""
         return self.config.time_conditioning
 
     def forward(self, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
