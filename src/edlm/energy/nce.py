@@ -42,12 +42,12 @@ from torch import nn
 
 from edlm.errors import require
 from edlm.models.config import ModelConfig
-from edlm.models.transformer import Transformer
+from edlm.models.lms import BackboneModel
 
 SPEC_PREFIX = "nce:"
 
 
-class NCEEnergy(nn.Module):
+class NCEEnergy(BackboneModel):
     """Bidirectional residual energy `E_phi(x0, xt, t)` on the shared backbone (see the module doc).
 
     Parameters: `backbone.*` (the denoiser's names, minus `backbone.output.linear`), `xt_embed.weight`
@@ -55,20 +55,14 @@ class NCEEnergy(nn.Module):
     """
 
     def __init__(self, config: ModelConfig) -> None:
-        super().__init__()
         require(not config.causal, "an NCE energy is bidirectional; set model.causal=false (the denoiser's config).")
-        self.config = config
-        self.backbone = Transformer(config)
+        super().__init__(config)
         self.backbone.output.linear = nn.Identity()  # final norm (+ adaLN) only: features, not vocab logits
         self.xt_embed = nn.Embedding(2, config.d_model)
         self.head = nn.Linear(config.d_model, 1)
         nn.init.zeros_(self.xt_embed.weight)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
-
-    @property
-    def vocab_size(self) -> int:
-        return self.config.vocab_size
 
     @property
     def mask_id(self) -> int:

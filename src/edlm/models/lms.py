@@ -16,18 +16,25 @@ from edlm.models.config import ModelConfig
 from edlm.models.transformer import KVCache, Transformer
 
 
-class MaskedDiffusionLM(nn.Module):
-    """Bidirectional denoiser mu_theta(x0 | xt, t). Mask id is `vocab_size`."""
+class BackboneModel(nn.Module):
+    """What every edlm model kind shares: its `config` and the one `backbone`; `vocab_size` data ids."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        require(not config.causal, "a masked diffusion model needs model.causal=false.")
         self.config = config
         self.backbone = Transformer(config)
 
     @property
     def vocab_size(self) -> int:
         return self.config.vocab_size
+
+
+class MaskedDiffusionLM(BackboneModel):
+    """Bidirectional denoiser mu_theta(x0 | xt, t). Mask id is `vocab_size`."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        require(not config.causal, "a masked diffusion model needs model.causal=false.")
+        super().__init__(config)
 
     @property
     def mask_id(self) -> int:
@@ -44,18 +51,12 @@ class MaskedDiffusionLM(nn.Module):
         return self.backbone(xt, t)
 
 
-class CausalLM(nn.Module):
+class CausalLM(BackboneModel):
     """Autoregressive LM on the backbone with causal attention; id V is the BOS input."""
 
     def __init__(self, config: ModelConfig) -> None:
-        super().__init__()
         require(config.causal, "an autoregressive model needs model.causal=true.")
-        self.config = config
-        self.backbone = Transformer(config)
-
-    @property
-    def vocab_size(self) -> int:
-        return self.config.vocab_size
+        super().__init__(config)
 
     @property
     def bos_id(self) -> int:
