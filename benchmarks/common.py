@@ -3,39 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-import torch
+from edlm.eval.provenance import git_revision, machine  # noqa: F401  (re-exported to the scripts)
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def machine() -> dict:
-    """CPU model and core count, GPU name (or None), platform, Python and torch versions, torch threads."""
-    cpu = ""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                    if line.startswith("model name")), "")
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return dict(platform=platform.platform(), python=platform.python_version(), torch=torch.__version__, cpu=cpu,
-                cores=os.cpu_count(), gpu=gpu, torch_threads=torch.get_num_threads())
-
-
-def git_revision() -> str:
-    """HEAD of the checkout, with "+dirty" when tracked or untracked files differ from it."""
-    root = Path(__file__).resolve().parents[1]
-    try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True).stdout.strip()
-        return rev + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def provenance(started: float) -> dict:

@@ -11,8 +11,9 @@ pytest.importorskip("matplotlib")
 
 from edlm.cli import main  # noqa: E402
 from edlm.errors import EdlmError  # noqa: E402
-from edlm.eval.plots import (_grouped, load_records, plot_all, plot_entropy_vs_quality,  # noqa: E402
-                             plot_quality_vs_steps, plot_quality_vs_time, validate_records)
+from edlm.eval.plots import (_grouped, load_records, plot_ablation_heatmap, plot_all,  # noqa: E402
+                             plot_entropy_vs_quality, plot_quality_vs_calls, plot_quality_vs_steps,
+                             plot_quality_vs_time, validate_records)
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -25,6 +26,12 @@ RECORDS = [
     {"method": "AR", "wall_time": 0.3, "gen_ppl": 40.0, "entropy": 5.25},
     {"method": "data", "gen_ppl": 14.0, "entropy": 5.6},
 ]
+
+# model_calls: denoiser rows + energy rows per generated sequence (EDLM-AR adds k candidates' energy rows)
+CALLS = {("MDLM", 8): 8, ("MDLM", 32): 32, ("EDLM-AR k=4", 8): 12, ("EDLM-AR k=4", 32): 48, ("AR", None): 128}
+RECORDS_CALLS = [dict(r, model_calls=CALLS.get((r["method"], r.get("steps")))) for r in RECORDS]
+
+CELLS = [{"row": k, "col": w, "value": 1.2 + 0.05 * k - 0.002 * w} for k in (1, 2, 4, 8) for w in (16, 32, 64)]
 
 
 def is_png(path) -> bool:
@@ -143,3 +150,75 @@ def test_cli(tmp_path, capsys):
     assert main(["eval", "plot", str(path), "--out", str(tmp_path / "none")]) == 2
     assert "no records" in capsys.readouterr().err
     assert not list(tmp_path.glob("none*"))
+
+
+def test_quality_vs_calls_is_deterministic_and_plot_all_writes_four(tmp_path):
+    recs = validate_records(RECORDS_CALLS)
+    assert recs[0].model_calls == 8.0 and recs[5].model_calls == 128.0 and recs[6].model_calls is None
+    assert validate_records(RECORDS)[0].model_calls is None
+    first = plot_quality_vs_calls(RECORDS_CALLS, tmp_path / "c1.png", metric="oracle_nll", title="calls")
+    second = plot_quality_vs_calls(RECORDS_CALLS, tmp_path / "c2.png", metric="oracle_nll", title="calls")
+    assert is_png(first) and first.read_bytes() == second.read_bytes()
+    # the calls plot differs from the wall-time plot: its x values are the model calls, not the seconds
+    assert first.read_bytes() != plot_quality_vs_time(RECORDS_CALLS, tmp_path / "t.png", metric="oracle_nll",
+                                                      title="calls").read_bytes()
+    paths = plot_all(RECORDS_CALLS, tmp_path / "all")
+    assert sorted(paths) == ["calls", "entropy", "steps", "walltime"]
+    assert paths["calls"] == tmp_path / "all-calls.png" and all(is_png(p) for p in paths.values())
+    # calls alone (no wall time, no entropy) -> steps and calls only
+    only = plot_all([{"method": "M", "steps": 4, "model_calls": 6.5, "gen_ppl": 9.0}], tmp_path / "only")
+    assert sorted(only) == ["calls", "steps"]
+    # a reference's model_calls alone does not make a calls figure
+    assert "calls" not in plot_all([{"method": "M", "steps": 4, "gen_ppl": 9.0},
+                                    {"method": "AR", "model_calls": 64, "gen_ppl": 5.0}], tmp_path / "ref")
+    with pytest.raises(EdlmError, match="no non-reference record has model_calls"):
+        plot_quality_vs_calls(RECORDS, tmp_path / "none.png")
+    assert not (tmp_path / "none.png").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+
+
+@pytest.mark.parametrize("bad, match", [
+    (0, "model_calls=0 must be a finite number > 0"),
+    (-3, "model_calls=-3"),
+    ("12", "model_calls='12'"),
+    (True, "model_calls=True"),
+    (float("inf"), "model_calls=inf"),
+])
+def test_bad_model_calls_are_refused(bad, match, tmp_path):
+    with pytest.raises(EdlmError, match=match):
+        plot_all([{"method": "M", "steps": 4, "gen_ppl": 9.0, "model_calls": bad}], tmp_path / "x")
+    assert not list(tmp_path.iterdir())
+
+
+def test_ablation_heatmap_is_deterministic_and_allows_missing_cells(tmp_path):
+    kw = dict(row_label="k", col_label="window", value_label="oracle NLL (bits / char)")
+    first = plot_ablation_heatmap(CELLS, tmp_path / "h1.png", title="ablation", **kw)
+    second = plot_ablation_heatmap(list(reversed(CELLS)), tmp_path / "h2.png", title="ablation", **kw)
+    assert first == tmp_path / "h1.png" and is_png(first) and first.read_bytes() == second.read_bytes()
+    holes = [c for c in CELLS if (c["row"], c["col"]) not in {(8, 64), (1, 16)}]
+    missing = plot_ablation_heatmap(holes, tmp_path / "holes.png", fmt="{:.2f}", **kw)
+    assert is_png(missing) and missing.read_bytes() != first.read_bytes()
+    one = plot_ablation_heatmap([{"row": 4, "col": 0.5, "value": 1.0, "seed": 0}], tmp_path / "one.png", **kw)
+    assert is_png(one)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+
+
+@pytest.mark.parametrize("cells, fmt, match", [
+    ([], "{:.3f}", "no cells"),
+    ({"row": 1, "col": 1, "value": 1.0}, "{:.3f}", "list"),
+    ([[1, 1, 1.0]], "{:.3f}", "not an object"),
+    ([{"col": 1, "value": 1.0}], "{:.3f}", "row=None"),
+    ([{"row": "4", "col": 1, "value": 1.0}], "{:.3f}", "row='4'"),
+    ([{"row": 1, "col": True, "value": 1.0}], "{:.3f}", "col=True"),
+    ([{"row": 1, "col": 2, "value": float("nan")}], "{:.3f}", "value=nan"),
+    ([{"row": 1, "col": 2}], "{:.3f}", "value=None"),
+    ([{"row": 1, "col": 2, "value": 1.0}, {"row": 1.0, "col": 2, "value": 2.0}], "{:.3f}", "given twice"),
+    ([{"row": 1, "col": 2, "value": 1.0}], "{:.3q}", "fmt="),
+    ([{"row": 1, "col": 2, "value": 1.0}], "{x}", "fmt="),
+    ([{"row": 1, "col": 2, "value": 1.0}], 3, "fmt=3"),
+])
+def test_ill_formed_cells_are_refused(cells, fmt, match, tmp_path):
+    with pytest.raises(EdlmError, match=match):
+        plot_ablation_heatmap(cells, tmp_path / "h.png", row_label="k", col_label="window", value_label="NLL",
+                              fmt=fmt)
+    assert not list(tmp_path.iterdir())

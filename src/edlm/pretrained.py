@@ -14,11 +14,15 @@ for training checkpoints, so any model that `edlm train` builds can be exported 
 `from_pretrained` takes a local directory or a Hugging Face hub id (`org/name`, downloaded with
 `huggingface_hub.snapshot_download`, only the two files above). Model specs accept such a directory
 as `pretrained:DIR_OR_ID` or, for a local directory, bare (it is recognised by `edlm_config.json`).
+
+Bundled models: the package ships a few such directories under `edlm/checkpoints/<name>/` (see its
+README.md); the spec `bundled:NAME` names one. `EDLM_BUNDLED_DIR` replaces that root directory.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -36,6 +40,9 @@ VERSION = 1
 CONFIG_FILE = "edlm_config.json"
 WEIGHTS_FILE = "model.safetensors"
 SPEC_PREFIX = "pretrained:"
+BUNDLED_PREFIX = "bundled:"
+BUNDLED_ROOT = Path(__file__).resolve().parent / "checkpoints"
+BUNDLED_ENV = "EDLM_BUNDLED_DIR"
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
           "float16": torch.float16, "fp16": torch.float16}
 
@@ -86,10 +93,32 @@ def is_pretrained_dir(path) -> bool:
         return False
 
 
+def bundled_root() -> Path:
+    """The directory holding the bundled models: `$EDLM_BUNDLED_DIR` when set, else `BUNDLED_ROOT`."""
+    return Path(os.environ.get(BUNDLED_ENV) or BUNDLED_ROOT).expanduser()
+
+
+def bundled_names() -> list[str]:
+    """Sorted names of the bundled models (subdirectories of `bundled_root()` with edlm_config.json)."""
+    root = bundled_root()
+    return sorted(p.name for p in root.iterdir() if is_pretrained_dir(p)) if root.is_dir() else []
+
+
+def bundled_dir(name: str) -> Path:
+    """The directory of bundled model `name`; EdlmError when there is none of that name."""
+    names = bundled_names()
+    require(bool(names), f"bundled model {name!r} is not available because {bundled_root()} holds no bundled "
+            f"models; reinstall edlm with its checkpoints, set {BUNDLED_ENV}, or pass a model directory instead.")
+    require(name in names, f"bundled model {name!r} does not exist; use one of {', '.join(names)}.")
+    return bundled_root() / name
+
+
 def pretrained_spec(spec) -> str | None:
-    """The directory or hub id a spec names when it is a pretrained directory (`pretrained:X`, or a bare
-    local directory with edlm_config.json), else None."""
+    """The directory or hub id a spec names when it is a pretrained directory (`pretrained:X`,
+    `bundled:NAME`, or a bare local directory with edlm_config.json), else None."""
     text = str(spec)
+    if text.startswith(BUNDLED_PREFIX):
+        return str(bundled_dir(text[len(BUNDLED_PREFIX):]))
     if text.startswith(SPEC_PREFIX):
         name = text[len(SPEC_PREFIX):]
         require(bool(name), f"model spec {text!r} names nothing; write pretrained:DIR or pretrained:ORG/NAME.")
@@ -164,10 +193,12 @@ def load_pretrained_state(id_or_dir, *, revision: str | None = None) -> tuple[di
 
 def from_pretrained(id_or_dir, *, device=None, dtype=None,
                     revision: str | None = None) -> tuple[nn.Module, RunConfig]:
-    """(model in eval mode, RunConfig) from a directory written by `save_pretrained` or a hub id.
+    """(model in eval mode, RunConfig) from a directory written by `save_pretrained`, a hub id, or a
+    `pretrained:` / `bundled:` spec.
 
     device: where to put the model (None: CUDA when available, else the CPU). dtype: None keeps float32
-    parameters (the weights' values are copied exactly), or a torch dtype / name such as "bf16".
+    parameters (the weights' values are copied exactly; bf16 weights are widened without rounding), or
+    a torch dtype / name such as "bf16".
     revision: a hub branch, tag or commit (hub ids only).
     """
     from edlm.train.runtime import select_device
@@ -176,7 +207,7 @@ def from_pretrained(id_or_dir, *, device=None, dtype=None,
         require(dtype.lower() in DTYPES, f"dtype={dtype!r} is not one of {', '.join(DTYPES)}.")
         dtype = DTYPES[dtype.lower()]
     spec = str(id_or_dir)
-    spec = spec[len(SPEC_PREFIX):] if spec.startswith(SPEC_PREFIX) else spec
+    spec = pretrained_spec(spec) if spec.startswith((SPEC_PREFIX, BUNDLED_PREFIX)) else spec
     state, config = load_pretrained_state(spec, revision=revision)
     model = _build(config)
     try:

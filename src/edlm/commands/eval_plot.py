@@ -1,16 +1,18 @@
-"""`edlm eval plot RESULTS.json --out PREFIX`: quality against steps and wall time, entropy against
-quality (EDLM Figures 1a/1b and 4) as PNGs. The records format is documented in `edlm.eval.plots`."""
+"""`edlm eval plot RESULTS.json --out PREFIX`: quality against steps, wall time and model calls, entropy
+against quality (EDLM Figures 1a/1b and 4) as PNGs. The records format is documented in `edlm.eval.plots`."""
 
 from __future__ import annotations
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "plot", help="plot quality against steps / wall time and entropy against quality (PNG)",
+        "plot", help="plot quality against steps / wall time / model calls and entropy against quality (PNG)",
         description="Reads a JSON file of records ({\"records\": [...]} or a list), each with method, steps, "
-                    "wall_time (s), gen_ppl or oracle_nll (nats/token), entropy (nats) or entropy_bits; records "
+                    "wall_time (s), model_calls (sequence-length forward rows per sample: denoiser + energy "
+                    "rows), gen_ppl or oracle_nll (nats/token), entropy (nats) or entropy_bits; records "
                     "without steps are references (horizontal lines). Writes PREFIX-steps.png, "
-                    "PREFIX-walltime.png and PREFIX-entropy.png, each when the records support it.")
+                    "PREFIX-walltime.png, PREFIX-calls.png and PREFIX-entropy.png, each when the records "
+                    "support it.")
     parser.add_argument("records", help="JSON file of records")
     parser.add_argument("--metric", choices=["gen_ppl", "oracle_nll"], default="gen_ppl",
                         help="quality axis: generative perplexity or oracle NLL in nats per token (default gen_ppl)")

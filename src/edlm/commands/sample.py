@@ -1,6 +1,7 @@
-"""`edlm sample --denoiser SPEC [--energy ar:SPEC] ... --out FILE.jsonl`: sample from a masked
-diffusion model (an edlm checkpoint, a `pretrained:` directory, or `hf:ID_OR_PATH` for an MDLM hub
-checkpoint such as `hf:kuleshov-group/mdlm-owt`; see `edlm.eval.specs`), optionally with EDLM
+"""`edlm sample [--denoiser SPEC] [--energy ar:SPEC] ... --out FILE.jsonl`: sample from a masked
+diffusion model (an edlm checkpoint, a `pretrained:` directory, a `bundled:NAME` model - by default
+`bundled:text8-small-mdlm` - or `hf:ID_OR_PATH` for an MDLM hub checkpoint such as
+`hf:kuleshov-group/mdlm-owt`; see `edlm.eval.specs`), optionally with EDLM
 importance-sampled denoising under an AR energy, or (`--sampler glauber`) run Glauber dynamics with
 the AR model of `--energy` as the target and the denoiser as the infill proposal.
 
@@ -20,19 +21,23 @@ import json
 from edlm.sampling.glauber_cli import (
     add_glauber_arguments, check_glauber_args, glauber_sample_fields, glauber_settings, run_glauber_from_args)
 
+DEFAULT_DENOISER = "bundled:text8-small-mdlm"
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "sample", help="sample from a diffusion checkpoint (MDLM, or EDLM with an AR energy)",
         description="Sample with the MDLM ancestral sampler; with --energy, importance-sampled denoising "
                     "(k candidates per sequence, weights softmax(-E/tau)) at every step with t >= 1 - window.")
-    parser.add_argument("--denoiser", required=True,
+    parser.add_argument("--denoiser", default=DEFAULT_DENOISER,
                         help="diffusion model: an edlm run dir, checkpoint dir or ckpt:PATH; a pretrained dir "
-                             "(pretrained:DIR_OR_ID); or hf:ID_OR_PATH, an MDLM hub checkpoint such as "
-                             "hf:kuleshov-group/mdlm-owt (GPT-2 tokenizer)")
+                             "(pretrained:DIR_OR_ID); a model bundled with edlm (bundled:NAME); or hf:ID_OR_PATH, "
+                             "an MDLM hub checkpoint such as hf:kuleshov-group/mdlm-owt (GPT-2 tokenizer) "
+                             f"(default: {DEFAULT_DENOISER}, a small text8 MDLM)")
     parser.add_argument("--energy", default=None,
-                        help="ar:SPEC, an AR energy from an edlm AR checkpoint (path or ckpt:PATH) or hf:ID_OR_PATH; "
-                             "or nce:CKPT, an NCE energy (edlm train ... train.objective=nce)")
+                        help="ar:SPEC, an AR energy from an edlm AR model (path, ckpt:PATH, pretrained:DIR_OR_ID, "
+                             "bundled:NAME) or hf:ID_OR_PATH; or nce:SPEC, an NCE energy (edlm train ... "
+                             "train.objective=nce, or its export)")
     parser.add_argument("--carry-over", action="store_true",
                         help="carry-over AR energy (AR terms at masked positions only)")
     parser.add_argument("--steps", type=int, default=None, help="reverse steps (default: the sequence length)")
@@ -58,8 +63,9 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def check_args(args) -> None:
-    """Argument checks that need no model: raise EdlmError with one sentence."""
+def check_sampler_args(args) -> None:
+    """Checks of the options `edlm sample` shares with `edlm demo` (k, window, tau, steps, num_samples,
+    seq_len, energy) that need no model: raise EdlmError with one sentence."""
     from edlm.errors import require
 
     require(args.k >= 1, f"--k {args.k} must be at least 1 (1 = plain MDLM).")
@@ -68,20 +74,88 @@ def check_args(args) -> None:
     require(args.steps is None or args.steps >= 1, f"--steps {args.steps} must be at least 1.")
     require(args.num_samples >= 1, f"--num-samples {args.num_samples} must be at least 1.")
     require(args.seq_len is None or args.seq_len >= 1, f"--seq-len {args.seq_len} must be at least 1.")
-    require(args.batch_size >= 1, f"--batch-size {args.batch_size} must be at least 1.")
     require(args.energy is None or args.energy.startswith(("ar:", "nce:")),
             f"--energy {args.energy!r} is not supported; use ar:CKPT, ar:hf:ID_OR_PATH or nce:CKPT.")
-    require(not args.carry_over or (args.energy or "").startswith("ar:"), "--carry-over needs --energy ar:CKPT.")
     require(args.energy is None or bool(args.energy.split(":", 1)[1]),
             f"--energy {args.energy} names no model; write ar:CKPT or nce:CKPT.")
+
+
+def check_args(args) -> None:
+    """Argument checks that need no model: raise EdlmError with one sentence."""
+    from edlm.errors import require
+
+    check_sampler_args(args)
+    require(args.batch_size >= 1, f"--batch-size {args.batch_size} must be at least 1.")
+    require(not args.carry_over or (args.energy or "").startswith("ar:"), "--carry-over needs --energy ar:CKPT.")
     if args.sampler == "glauber":
         check_glauber_args(args)
         require((args.energy or "").startswith("ar:"),
                 "--sampler glauber needs the target AR model as --energy ar:CKPT.")
 
 
-def _max_len(model) -> int | None:
-    return getattr(getattr(model, "config", None), "max_seq_len", None)
+def check_seq_len(seq_len: int, model, what: str) -> None:
+    """EdlmError unless `model` (named `what` in the message) takes sequences of `seq_len` tokens."""
+    from edlm.errors import require
+
+    limit = getattr(getattr(model, "config", None), "max_seq_len", None)
+    require(limit is None or seq_len <= limit,
+            f"--seq-len {seq_len} exceeds the {what}'s max_seq_len={limit}; use a shorter --seq-len.")
+
+
+def load_denoiser(spec: str, *, device, ema: bool = True):
+    """The `LoadedModel` of a masked diffusion model spec (`edlm.eval.specs`), with a known tokenizer
+    that fits its vocabulary; EdlmError otherwise."""
+    from edlm.data.tokenizers import check_vocab
+    from edlm.errors import require
+    from edlm.eval.specs import load_model_spec
+
+    loaded = load_model_spec(spec, device=str(device), ema=ema)
+    denoiser, tokenizer = loaded.model, loaded.tokenizer
+    require(not hasattr(denoiser, "token_logprobs") and hasattr(denoiser, "vocab_size")
+            and not hasattr(denoiser, "xt_embed"),
+            f"--denoiser {spec!r} is not a masked diffusion model; pass a diffusion (mdlm) checkpoint.")
+    require(tokenizer is not None, f"--denoiser {spec!r} has no known tokenizer; save its tokenizer "
+            "(tokenizer.json) in the checkpoint directory.")
+    check_vocab(tokenizer, denoiser.vocab_size)
+    return loaded
+
+
+def load_energy(spec: str, denoiser, tokenizer, seq_len: int, *, device, carry_over: bool = False,
+                trust_remote_code: bool = False, ema: bool = True):
+    """(energy, causal LM or None) of an `--energy` spec: `ar:SPEC` (an AR energy from a causal LM, which
+    is returned too) or `nce:SPEC` (an NCE energy; the LM is None). EdlmError unless it fits `denoiser`
+    (vocabulary, mask id), its `tokenizer` and sequences of `seq_len` tokens."""
+    from edlm.energy import AREnergy, NCEEnergy, check_compatible
+    from edlm.errors import require
+    from edlm.eval.specs import load_model_spec, same_tokenizer
+    from edlm.pretrained import from_pretrained, pretrained_spec
+
+    lm = None
+    if spec.startswith("nce:"):
+        pretrained = pretrained_spec(spec[4:])
+        if pretrained is not None:
+            energy, _ = from_pretrained(pretrained, device=device)
+            require(isinstance(energy, NCEEnergy), f"--energy {spec!r} is not an NCE energy; "
+                    "pass a directory exported from an edlm train ... train.objective=nce run.")
+        else:
+            energy = NCEEnergy.from_checkpoint(spec, ema=ema, device=device)
+        check_compatible(denoiser, energy)
+    else:
+        loaded = load_model_spec(spec[3:], device=str(device), trust_remote_code=trust_remote_code, ema=ema)
+        require(loaded.causal, f"--energy {spec!r} is not a causal LM; pass an AR checkpoint or an hf: causal LM.")
+        lm = loaded.model
+        energy = AREnergy(lm, carry_over=carry_over)
+        check_compatible(denoiser, energy)
+        difference = same_tokenizer(tokenizer, loaded.tokenizer)
+        require(difference is None,
+                f"the energy's tokenizer {getattr(loaded.tokenizer, 'name', '?')} differs from the denoiser's "
+                f"{getattr(tokenizer, 'name', '?')}: {difference}; use models that share one tokenizer.")
+        lm_eos, our_eos = getattr(lm, "eos_id", None), getattr(tokenizer, "eos_id", None)
+        require(lm_eos is None or our_eos is None or lm_eos == our_eos,
+                f"the energy model ends sequences with token {lm_eos} but the denoiser's tokenizer uses "
+                f"{our_eos}; use models that share one tokenizer and special tokens.")
+    check_seq_len(seq_len, lm if lm is not None else energy, "--energy model")
+    return energy, lm
 
 
 def _rank_seed(seed: int, rank: int) -> int:
@@ -99,66 +173,24 @@ def run(args) -> int:
     import torch.distributed as dist
 
     import edlm
-    from edlm.data.tokenizers import check_vocab
-    from edlm.energy import AREnergy, check_compatible
     from edlm.errors import require
     from edlm.train.atomic import write_text_atomic
-    from edlm.eval.specs import load_model_spec, same_tokenizer
     from edlm.train.runtime import runtime
 
     check_args(args)
     with runtime(args.device) as rt:
-        loaded_denoiser = load_model_spec(args.denoiser, device=str(rt.device), ema=not args.no_ema)
+        loaded_denoiser = load_denoiser(args.denoiser, device=rt.device, ema=not args.no_ema)
         denoiser, tokenizer = loaded_denoiser.model, loaded_denoiser.tokenizer
-        require(not hasattr(denoiser, "token_logprobs") and hasattr(denoiser, "vocab_size")
-                and not hasattr(denoiser, "xt_embed"),
-                f"--denoiser {args.denoiser!r} is not a masked diffusion model; pass a diffusion (mdlm) checkpoint.")
-        require(tokenizer is not None, f"--denoiser {args.denoiser!r} has no known tokenizer; save its tokenizer "
-                "(tokenizer.json) in the checkpoint directory.")
-        check_vocab(tokenizer, denoiser.vocab_size)
         seq_len = args.seq_len or loaded_denoiser.seq_len
         steps = args.steps or seq_len
+        check_seq_len(seq_len, denoiser, "denoiser")
         energy = lm = None
-        if args.energy is not None and args.energy.startswith("nce:"):
-            from edlm.energy import NCEEnergy
-
-            from edlm.pretrained import from_pretrained, pretrained_spec
-
-            pretrained = pretrained_spec(args.energy[4:])
-            if pretrained is not None:
-                energy, _ = from_pretrained(pretrained, device=rt.device)
-                require(isinstance(energy, NCEEnergy), f"--energy {args.energy!r} is not an NCE energy; "
-                        "pass a directory exported from an edlm train ... train.objective=nce run.")
-            else:
-                energy = NCEEnergy.from_checkpoint(args.energy, ema=not args.no_ema, device=rt.device)
-            check_compatible(denoiser, energy)
-            require(seq_len <= energy.config.max_seq_len, f"--seq-len {seq_len} exceeds the --energy model's "
-                    f"max_seq_len={energy.config.max_seq_len}; use a shorter --seq-len.")
-        elif args.energy is not None:
-            loaded = load_model_spec(args.energy[3:], device=str(rt.device), trust_remote_code=args.trust_remote_code,
+        if args.energy is not None:
+            energy, lm = load_energy(args.energy, denoiser, tokenizer, seq_len, device=rt.device,
+                                     carry_over=args.carry_over, trust_remote_code=args.trust_remote_code,
                                      ema=not args.no_ema)
-            require(loaded.causal, f"--energy {args.energy!r} is not a causal LM; "
-                    "pass an AR checkpoint or an hf: causal LM.")
-            lm = loaded.model
-            energy = AREnergy(lm, carry_over=args.carry_over)
-            check_compatible(denoiser, energy)
-            difference = same_tokenizer(tokenizer, loaded.tokenizer)
-            require(difference is None,
-                    f"the energy's tokenizer {getattr(loaded.tokenizer, 'name', '?')} differs from the denoiser's "
-                    f"{getattr(tokenizer, 'name', '?')}: {difference}; use models that share one tokenizer.")
-            lm_eos, our_eos = getattr(lm, "eos_id", None), getattr(tokenizer, "eos_id", None)
-            require(lm_eos is None or our_eos is None or lm_eos == our_eos,
-                    f"the energy model ends sequences with token {lm_eos} but the denoiser's tokenizer uses "
-                    f"{our_eos}; use models that share one tokenizer and special tokens.")
-            for name, model in (("--denoiser", denoiser), ("--energy", loaded.model)):
-                limit = _max_len(model)
-                require(limit is None or seq_len <= limit,
-                        f"--seq-len {seq_len} exceeds the {name} model's max_seq_len={limit}; use a shorter --seq-len.")
             if rt.is_main and args.sampler == "mdlm" and (args.k == 1 or args.window == 0):
                 print("edlm: note: --energy has no effect with --k 1 or --window 0 (plain MDLM).", file=sys.stderr)
-        limit = _max_len(denoiser)
-        require(limit is None or seq_len <= limit,
-                f"--seq-len {seq_len} exceeds the denoiser's max_seq_len={limit}; use a shorter --seq-len.")
         prefix = None
         if args.prefix:
             prefix = tokenizer.encode(args.prefix)

@@ -1,4 +1,4 @@
-"""Plots of sample quality (EDLM Figures 1a/1b and 4): PNG files from a list of records.
+"""Plots of sample quality (EDLM Figures 1a/1b/1c and 4): PNG files from a list of records.
 
 Records file (`edlm eval plot RESULTS.json --out PREFIX`): a JSON object `{"records": [...]}` (an
 optional `"title"` is used as the figures' title) or a bare JSON list of records. A record is one
@@ -11,6 +11,9 @@ evaluated sample set, an object with:
   as a point of a curve. Default: true exactly when `steps` is missing or null.
 - `wall_time` (seconds > 0, optional): time to generate the sample set (e.g. the `median_s` of
   `edlm eval latency`).
+- `model_calls` (a finite number > 0, optional): the cost of one generated sequence counted in
+  sequence-length forward rows, i.e. denoiser rows + energy rows per sample (a hardware-free
+  stand-in for wall time; it may be fractional, e.g. an average over samples).
 - quality, at least one of `gen_ppl` (generative perplexity under the oracle LM, >= 1; the `ppl`
   of `edlm eval gen`) and `oracle_nll` (the oracle's NLL in nats per token, >= 0); when both are
   given they must agree (gen_ppl = exp(oracle_nll)).
@@ -19,10 +22,16 @@ evaluated sample set, an object with:
 Other keys (k, window, seed, ...) are allowed and ignored. Records with the same method and steps
 (e.g. several seeds) are averaged; their sample standard deviation becomes an error bar.
 
-Figures (PREFIX-steps.png, PREFIX-walltime.png, PREFIX-entropy.png; each only when some record has
-what it needs): quality against steps and against wall time, one line per method, references as
-dashed horizontal lines (and, on the wall-time plot, a star at a reference's own wall time); and
-unigram entropy against quality, one line per method through its step counts, references as stars.
+Figures (PREFIX-steps.png, PREFIX-walltime.png, PREFIX-calls.png, PREFIX-entropy.png; each only
+when some record has what it needs): quality against steps, against wall time and against model
+calls, one line per method (points labelled with T on the time and calls plots), references as
+dashed horizontal lines (and, on the wall-time and calls plots, a star at a reference's own wall
+time or model calls); and unigram entropy against quality, one line per method through its step
+counts, references as stars.
+
+`plot_ablation_heatmap` draws a separate figure (Figure 1c, e.g. oracle NLL over k x window) from
+cells `{"row": number, "col": number, "value": number}`; it is not part of `plot_all`.
+
 Rendering uses matplotlib's Agg canvas directly (no pyplot state), fixed sizes, colours in order of
 first appearance and no timestamps, so the same records give byte-identical PNGs with one
 matplotlib version. Files are written atomically.
@@ -46,6 +55,8 @@ ENTROPY_UNITS = ("nats", "bits")
 AXIS = {"gen_ppl": "generative perplexity (oracle LM, unitless)", "oracle_nll": "oracle NLL (nats / token)"}
 STEPS_AXIS = "sampling steps T"
 TIME_AXIS = "wall time to generate the samples (s)"
+CALLS_AXIS = "model calls per sample (sequence-length forward rows)"
+HEATMAP_CMAP = "viridis_r"  # lower values (better NLL) are brighter (yellow), higher are darker (purple)
 FIGSIZE, DPI = (6.4, 4.4), 100
 
 
@@ -59,6 +70,7 @@ class Record:
     nll: float
     entropy: float | None
     reference: bool
+    model_calls: float | None = None
 
     def quality(self, metric: str) -> float:
         return math.exp(self.nll) if metric == "gen_ppl" else self.nll
@@ -107,7 +119,8 @@ def validate_records(records) -> list[Record]:
         _agree(nats, bits_nats, "entropy (nats) and entropy_bits", where)
         out.append(Record(method.strip(), None if steps is None else int(steps),
                           _number(raw, "wall_time", where, 0.0, strict=True),
-                          nll if nll is not None else log_ppl, nats if nats is not None else bits_nats, reference))
+                          nll if nll is not None else log_ppl, nats if nats is not None else bits_nats, reference,
+                          model_calls=_number(raw, "model_calls", where, 0.0, strict=True)))
     return out
 
 
@@ -184,9 +197,9 @@ def _log_if_wide(ax, axis: str, values: list[float], base: float, ratio: float) 
         (ax.set_xscale if axis == "x" else ax.set_yscale)("log", base=base)
 
 
-def _references(ax, records, metric, *, with_time: bool) -> None:
-    """Each reference method as a grey horizontal line at its mean quality (and, with_time, a star at
-    its mean wall time where the records give one)."""
+def _references(ax, records, metric, *, x_of=None) -> None:
+    """Each reference method as a grey horizontal line at its mean quality (and, given x_of, a star at
+    its mean x_of(record) where the records give one)."""
     styles = ["--", ":", "-.", (0, (5, 2, 1, 2))]
     refs: dict[str, list[Record]] = {}
     for r in records:
@@ -196,9 +209,9 @@ def _references(ax, records, metric, *, with_time: bool) -> None:
         y = statistics.fmean(r.quality(metric) for r in rs)
         shade = f"{0.15 + 0.2 * (i % 4):.2f}"
         ax.axhline(y, color=shade, linestyle=styles[i % len(styles)], linewidth=1.2, label=f"{method} (reference)")
-        times = [r.wall_time for r in rs if r.wall_time is not None]
-        if with_time and times:
-            ax.plot([statistics.fmean(times)], [y], marker="*", markersize=11, color=shade, linestyle="none")
+        xs = [x for x in map(x_of, rs) if x is not None] if x_of is not None else []
+        if xs:
+            ax.plot([statistics.fmean(xs)], [y], marker="*", markersize=11, color=shade, linestyle="none")
 
 
 def _save(fig, ax, path) -> Path:
@@ -243,7 +256,7 @@ def plot_quality_vs_steps(records, path, *, metric: str = "gen_ppl", title: str 
     colours = _colours(records)
     for method, points in curves.items():
         _curve(ax, points, colours[method], method, annotate=False)
-    _references(ax, records, metric, with_time=False)
+    _references(ax, records, metric)
     steps = sorted({int(p.x) for points in curves.values() for p in points})
     _log_if_wide(ax, "x", steps, 2, 4)
     if len(steps) <= 12:  # label the step counts themselves, not powers of two
@@ -254,25 +267,41 @@ def plot_quality_vs_steps(records, path, *, metric: str = "gen_ppl", title: str 
     return _save(fig, ax, path)
 
 
-def plot_quality_vs_time(records, path, *, metric: str = "gen_ppl", title: str | None = None) -> Path:
-    """Figure 1b: quality against wall time, one line per method (points labelled with T), references
-    as horizontal lines plus a star at their own wall time where given."""
+def _quality_vs_cost(records, path, *, metric: str, title: str | None, x_of, field: str, unit: str,
+                     axis: str) -> Path:
+    """Quality against a cost x_of(record) (wall time, model calls): one line per method with points
+    labelled T, references as horizontal lines plus a star at their own cost where given."""
     _check(metric)
     records = _records(records)
-    curves = _grouped([r for r in records if not r.reference], lambda r: r.wall_time, lambda r: r.quality(metric))
-    require(curves, "no non-reference record has wall_time; give records with wall_time (seconds) to plot "
-            "quality against wall time.")
+    curves = _grouped([r for r in records if not r.reference], x_of, lambda r: r.quality(metric))
+    require(curves, f"no non-reference record has {field}; give records with {field} ({unit}) to plot "
+            f"quality against {field}.")
     fig, ax = _figure(title)
     colours = _colours(records)
     for method, points in curves.items():
         _curve(ax, points, colours[method], method, annotate=True)
-    _references(ax, records, metric, with_time=True)
-    times = [p.x for points in curves.values() for p in points] + [r.wall_time for r in records
-                                                                   if r.reference and r.wall_time]
-    _log_if_wide(ax, "x", times, 10, 10)
-    ax.set_xlabel(TIME_AXIS)
+    _references(ax, records, metric, x_of=x_of)
+    xs = [p.x for points in curves.values() for p in points] + [x for r in records if r.reference
+                                                                 for x in [x_of(r)] if x is not None]
+    _log_if_wide(ax, "x", xs, 10, 10)
+    ax.set_xlabel(axis)
     ax.set_ylabel(AXIS[metric])
     return _save(fig, ax, path)
+
+
+def plot_quality_vs_time(records, path, *, metric: str = "gen_ppl", title: str | None = None) -> Path:
+    """Figure 1b: quality against wall time, one line per method (points labelled with T), references
+    as horizontal lines plus a star at their own wall time where given."""
+    return _quality_vs_cost(records, path, metric=metric, title=title, x_of=lambda r: r.wall_time,
+                            field="wall_time", unit="seconds", axis=TIME_AXIS)
+
+
+def plot_quality_vs_calls(records, path, *, metric: str = "gen_ppl", title: str | None = None) -> Path:
+    """Figure 1b at CPU scale: quality against model calls per sample (denoiser + energy forward rows),
+    one line per method (points labelled with T), references as horizontal lines plus a star at their
+    own model_calls where given."""
+    return _quality_vs_cost(records, path, metric=metric, title=title, x_of=lambda r: r.model_calls,
+                            field="model_calls", unit="forward rows per sample", axis=CALLS_AXIS)
 
 
 def plot_entropy_vs_quality(records, path, *, metric: str = "gen_ppl", entropy_unit: str = "nats",
@@ -301,7 +330,7 @@ def plot_entropy_vs_quality(records, path, *, metric: str = "gen_ppl", entropy_u
 
 def plot_all(records, prefix, *, metric: str = "gen_ppl", entropy_unit: str = "nats",
              title: str | None = None) -> dict[str, Path]:
-    """Write every figure the records support: {"steps", "walltime", "entropy"} -> PREFIX-<name>.png."""
+    """Write every figure the records support: {"steps", "walltime", "calls", "entropy"} -> PREFIX-<name>.png."""
     _check(metric, entropy_unit)
     records = _records(records)
     prefix = Path(prefix)
@@ -313,9 +342,80 @@ def plot_all(records, prefix, *, metric: str = "gen_ppl", entropy_unit: str = "n
     if any(r.wall_time is not None for r in curve):
         out["walltime"] = plot_quality_vs_time(records, prefix.with_name(prefix.name + "-walltime.png"),
                                                metric=metric, title=title)
+    if any(r.model_calls is not None for r in curve):
+        out["calls"] = plot_quality_vs_calls(records, prefix.with_name(prefix.name + "-calls.png"),
+                                             metric=metric, title=title)
     if any(r.entropy is not None for r in records):
         out["entropy"] = plot_entropy_vs_quality(records, prefix.with_name(prefix.name + "-entropy.png"),
                                                  metric=metric, entropy_unit=entropy_unit, title=title)
-    require(out, "the records support no figure: give non-reference records with steps or wall_time, or "
-            "records with an entropy.")
+    require(out, "the records support no figure: give non-reference records with steps, wall_time or "
+            "model_calls, or records with an entropy.")
     return out
+
+
+def _cell_number(cell: dict, key: str, where: str) -> float:
+    value = cell.get(key)
+    require(isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value),
+            f"{where}: {key}={value!r} must be a finite number; fix the cell (leave a missing cell out).")
+    return float(value)
+
+
+def _validate_cells(cells) -> dict[tuple[float, float], float]:
+    require(isinstance(cells, (list, tuple)), f"cells must be a list of {{row, col, value}} objects, got "
+            f"{type(cells).__name__}.")
+    require(len(cells) > 0, "there are no cells to plot; pass at least one {row, col, value} object.")
+    out: dict[tuple[float, float], float] = {}
+    for i, cell in enumerate(cells):
+        where = f"cell {i}"
+        require(isinstance(cell, dict), f"{where} is {type(cell).__name__}, not an object with row, col and value.")
+        row, col = _cell_number(cell, "row", where), _cell_number(cell, "col", where)
+        value = _cell_number(cell, "value", f"{where} (row={row:g}, col={col:g})")
+        require((row, col) not in out, f"{where}: row={row:g}, col={col:g} is given twice; keep one value per cell "
+                "(average seeds before plotting).")
+        out[(row, col)] = value
+    return out
+
+
+def plot_ablation_heatmap(cells, path, *, row_label: str, col_label: str, value_label: str,
+                          title: str | None = None, fmt: str = "{:.3f}") -> Path:
+    """Figure 1c: a heatmap of an ablation grid, e.g. row = k, col = window, value = oracle NLL (bits/char).
+
+    `cells` is a list of `{"row": number, "col": number, "value": number}` (other keys are ignored); rows
+    (top to bottom) and columns (left to right) are sorted numerically and labelled by their values. Each
+    cell is annotated with `fmt.format(value)`; a (row, col) pair absent from `cells` is left blank. Colours
+    use viridis_r with a colorbar: LOWER values (better, for an NLL) are BRIGHTER (yellow), higher values
+    darker (purple). Deterministic and written atomically like the other figures."""
+    grid = _validate_cells(cells)
+    for name, label in (("row_label", row_label), ("col_label", col_label), ("value_label", value_label)):
+        require(isinstance(label, str), f"{name}={label!r} must be a string naming the axis.")
+    require(isinstance(fmt, str), f"fmt={fmt!r} must be a format string such as '{{:.3f}}'.")
+    try:
+        fmt.format(1.0)
+    except (ValueError, IndexError, KeyError, TypeError) as err:
+        raise EdlmError(f"fmt={fmt!r} cannot format a number ({err}); use a format string such as '{{:.3f}}'.") \
+            from None
+    fig, ax = _figure(title)  # first: it turns a missing matplotlib into an EdlmError
+    import numpy as np
+    from matplotlib import colormaps
+    from matplotlib.colors import Normalize
+
+    ax.grid(False)
+    rows = sorted({r for r, _ in grid})
+    cols = sorted({c for _, c in grid})
+    values = np.full((len(rows), len(cols)), np.nan)
+    for (r, c), v in grid.items():
+        values[rows.index(r), cols.index(c)] = v
+    cmap = colormaps[HEATMAP_CMAP].with_extremes(bad="white")
+    norm = Normalize(vmin=min(grid.values()), vmax=max(grid.values()))
+    image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, norm=norm, aspect="auto", interpolation="nearest")
+    fig.colorbar(image, ax=ax, label=value_label)
+    for (r, c), v in sorted(grid.items()):
+        red, green, blue, _ = cmap(norm(v))
+        ink = "black" if 0.299 * red + 0.587 * green + 0.114 * blue > 0.5 else "white"
+        ax.text(cols.index(c), rows.index(r), fmt.format(v), ha="center", va="center", fontsize=8, color=ink)
+    ax.set_xticks(range(len(cols)), [f"{c:g}" for c in cols])
+    ax.set_yticks(range(len(rows)), [f"{r:g}" for r in rows])
+    ax.minorticks_off()
+    ax.set_xlabel(col_label)
+    ax.set_ylabel(row_label)
+    return _save(fig, ax, path)

@@ -8,6 +8,7 @@ A model spec is one of
   else edlm's `gpt2` tokenizer when its data vocabulary has GPT-2's 50,257 ids (as mdlm-owt).
 - `pretrained:DIR_OR_ID`, or a bare local directory holding edlm_config.json: a directory written by
   `edlm.pretrained.save_pretrained` / `edlm export` (a hub id downloads one).
+- `bundled:NAME`: one of the pretrained directories shipped with edlm (`edlm.pretrained.bundled_names()`).
 - `ckpt:PATH` or a bare path: an edlm training checkpoint (`edlm.train.checkpoint.load_model`).
 A tokenizer spec is any `data.tokenizer` value (`char`, `gpt2`, `tiktoken:FILE`, `hf:NAME_OR_PATH`).
 """

@@ -1,0 +1,132 @@
+"""Bundled models (`bundled:NAME`, EDLM_BUNDLED_DIR) and `edlm demo`, on tiny bf16 models built here."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from edlm.cli import main
+from edlm.commands.demo import side_by_side
+from edlm.config import load_config
+from edlm.energy import NCEEnergy
+from edlm.errors import EdlmError
+from edlm.models import CausalLM, MaskedDiffusionLM
+from edlm.pretrained import BUNDLED_ENV, WEIGHTS_FILE, bundled_names, from_pretrained, pretrained_spec, save_pretrained
+
+TINY = ["model.n_layers=1", "model.d_model=16", "model.n_heads=2", "model.cond_dim=16", "model.max_seq_len=16",
+        "data.seq_len=16"]
+AR = ["model.causal=true", "model.adaln=false", "train.objective=ar"]
+MODELS = {"text8-small-mdlm": (MaskedDiffusionLM, []), "text8-small-ar": (CausalLM, AR),
+          "text8-small-nce": (NCEEnergy, ["train.objective=nce"]), "text8-small-oracle": (CausalLM, AR)}
+
+
+@pytest.fixture(scope="module")
+def bundled_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bundled")
+    for seed, (name, (cls, overrides)) in enumerate(MODELS.items()):
+        cfg = load_config("text8-tiny", TINY + overrides)
+        torch.manual_seed(seed)
+        save_pretrained(cls(cfg.model).to(torch.bfloat16), root / name, config=cfg)
+    return root
+
+
+@pytest.fixture
+def bundled(bundled_root, monkeypatch):
+    monkeypatch.setenv(BUNDLED_ENV, str(bundled_root))
+    return bundled_root
+
+
+def test_bundled_spec_loads_bf16_weights_into_fp32(bundled):
+    from edlm.eval.specs import load_model_spec
+    from edlm.train.checkpoint import load_model
+
+    assert bundled_names() == sorted(MODELS)
+    assert pretrained_spec("bundled:text8-small-ar") == str(bundled / "text8-small-ar")
+    stored = load_file(str(bundled / "text8-small-mdlm" / WEIGHTS_FILE))
+    assert all(t.dtype == torch.bfloat16 for t in stored.values())
+    for model in (load_model("bundled:text8-small-mdlm", device="cpu")[0],
+                  from_pretrained("bundled:text8-small-mdlm", device="cpu")[0],
+                  load_model_spec("bundled:text8-small-mdlm", device="cpu").model):
+        state = model.state_dict()
+        assert isinstance(model, MaskedDiffusionLM) and not model.training
+        assert all(state[k].dtype == torch.float32 and torch.equal(state[k], v.float()) for k, v in stored.items())
+
+
+def test_unknown_or_missing_bundled_model(bundled, tmp_path, monkeypatch):
+    with pytest.raises(EdlmError, match="'nope' does not exist; use one of text8-small-ar, text8-small-mdlm, "
+                                        "text8-small-nce, text8-small-oracle"):
+        pretrained_spec("bundled:nope")
+    monkeypatch.setenv(BUNDLED_ENV, str(tmp_path / "empty"))
+    assert bundled_names() == []
+    with pytest.raises(EdlmError, match="holds no bundled models"):
+        pretrained_spec("bundled:text8-small-mdlm")
+
+
+def test_demo_prints_both_columns_summary_and_json(bundled, tmp_path, capsys):
+    out = tmp_path / "demo.json"
+    assert main(["demo", "--steps", "6", "--device", "cpu", "--width", "60", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    result = json.loads(out.read_text())
+    assert "MDLM (6 steps)" in text and "EDLM (AR energy, k=4," in text  # the header wraps at width 60
+    assert result["methods"]["edlm"]["header"] == "EDLM (AR energy, k=4, window=1.0, 6 steps)"
+    assert "oracle bits/char" in text and "not a benchmark" in text and "benchmarks/results/text8.md" in text
+    assert result["settings"]["seq_len"] == 16 and result["settings"]["oracle"] == "bundled:text8-small-oracle"
+    mdlm, edlm = result["methods"]["mdlm"], result["methods"]["edlm"]
+    for method in (mdlm, edlm):
+        assert [len(s["ids"]) for s in method["samples"]] == [16, 16]
+        assert [len(s["text"]) for s in method["samples"]] == [16, 16]
+        bits = [s["oracle_bits_per_char"] for s in method["samples"]]
+        assert all(0 < b < 20 for b in bits) and math.isclose(method["oracle_bits_per_char"], sum(bits) / 2)
+        assert method["denoiser_rows_per_sample"] > 0 and method["seconds_per_sample"] > 0
+    assert mdlm["energy_rows_per_sample"] == 0 and edlm["energy_rows_per_sample"] > 0
+    for left, right in zip(mdlm["samples"], edlm["samples"]):  # both texts printed, side by side, in 60 columns
+        lines = side_by_side((mdlm["header"], edlm["header"]), (left["text"], right["text"]), 60)
+        assert all(line in text.splitlines() and len(line) <= 60 for line in lines)
+        body = lines[[i for i, line in enumerate(lines) if "-+-" in line][0] + 1:]
+        assert "".join(line[:28] for line in body).replace(" ", "") == left["text"].replace(" ", "")
+        assert "".join(line[31:] for line in body).replace(" ", "") == right["text"].replace(" ", "")
+
+
+def test_demo_with_nce_energy_and_no_oracle(bundled, tmp_path, capsys):
+    out = tmp_path / "demo.json"
+    code = main(["demo", "--energy", "nce:bundled:text8-small-nce", "--oracle", "none", "--num-samples", "1",
+                 "--steps", "4", "--k", "2", "--device", "cpu", "--json", str(out)])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "EDLM (NCE energy, k=2, window=1.0, 4 steps)" in text and "oracle" not in text
+    methods = json.loads(out.read_text())["methods"]
+    assert all(m["oracle_bits_per_char"] is None and len(m["samples"]) == 1 for m in methods.values())
+
+
+def test_sample_defaults_to_bundled_denoiser(bundled, tmp_path):
+    out = tmp_path / "s.jsonl"
+    code = main(["sample", "--energy", "ar:bundled:text8-small-ar", "--k", "2", "--window", "1", "--steps", "4",
+                 "--num-samples", "2", "--device", "cpu", "--out", str(out)])
+    assert code == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [len(r["ids"]) for r in rows] == [16, 16] and rows[0]["denoiser"] == "bundled:text8-small-mdlm"
+    assert all(1.0 <= r["ess_mean"] <= 2.0 for r in rows)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["demo", "--k", "0"], "--k 0 must be at least 1"),
+    (["demo", "--window", "1.5"], "--window 1.5 must lie in [0, 1]"),
+    (["demo", "--denoiser", "bundled:nope"], "'nope' does not exist; use one of"),
+    (["demo", "--denoiser", "bundled:text8-small-ar"], "is not a masked diffusion model"),
+    (["demo", "--seq-len", "32"], "exceeds the denoiser's max_seq_len=16"),
+    (["sample", "--k", "0", "--out", "x.jsonl"], "--k 0 must be at least 1"),
+])
+def test_bad_input_exits_2(bundled, capsys, argv, message):
+    assert main([*argv, "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_missing_bundled_directory_exits_2(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(BUNDLED_ENV, str(tmp_path / "absent"))
+    assert main(["sample", "--device", "cpu", "--out", str(tmp_path / "s.jsonl")]) == 2
+    assert "holds no bundled models" in capsys.readouterr().err

@@ -1,0 +1,107 @@
+"""The text8 benchmark (`edlm eval text8`): end to end on tiny checkpoints trained here, sharded and
+resumed from its job cache; the claim arithmetic on hand-made numbers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from test_train_support import text8_dir, tiny_overrides  # noqa: F401
+
+from edlm.cli import main
+from edlm.eval.text8_report import _interp_log_time, claims
+
+TINY = ["--steps", "2,4", "--ks", "2", "--windows", "1", "--num-samples", "2", "--seq-len", "32",
+        "--ablation-steps", "2", "--ablation-ks", "2,3", "--ablation-windows", "0.5,1", "--table-sequences", "4",
+        "--num-t", "2", "--num-z", "2", "--full-num-t", "2", "--reference-samples", "2", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory, text8_dir):  # noqa: F811
+    root = tmp_path_factory.mktemp("text8-bench")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for name, extra in (("mdlm", []), ("ar", ["model.causal=true", "model.adaln=false"]),
+                            ("oracle", ["model.causal=true", "model.adaln=false", "train.seed=1"])):
+            objective = "ar" if extra else "mdlm"
+            assert main(["train", "text8-tiny", *tiny_overrides(text8_dir, root / name, steps=2, objective=objective),
+                         *extra, "--no-progress"]) == 0
+        assert main(["train", "text8-tiny", *tiny_overrides(text8_dir, root / "nce", steps=2, objective="nce",
+                                                             init_from=str(root / "mdlm")), "--no-progress"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    specs = [f"--{name}={root / name}" for name in ("mdlm", "ar", "nce", "oracle")]
+    return dict(root=root, specs=specs + ["--data", str(text8_dir), "--threads", "1"])
+
+
+def test_sharded_run_resumes_from_cache_and_writes_the_report(models, tmp_path, capsys):
+    common = [*TINY, *models["specs"], "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "t8")]
+    assert main(["eval", "text8", *common, "--shard", "0/2"]) == 0
+    assert "other shards still have pending jobs" in capsys.readouterr().out
+    assert not (tmp_path / "t8.json").exists()
+    assert main(["eval", "text8", *common, "--shard", "1/2"]) == 0  # the last shard finds every job cached
+    out = capsys.readouterr().out
+    assert "wrote" in out and (tmp_path / "t8.json").is_file()
+    cached = sorted((tmp_path / "cache").glob("*.json"))
+    assert main(["eval", "text8", *common]) == 0  # a rerun computes nothing
+    assert ", 0 pending" in capsys.readouterr().out and sorted((tmp_path / "cache").glob("*.json")) == cached
+
+    report = json.loads((tmp_path / "t8.json").read_text())
+    methods = {(g["energy"], g["k"], g["window"], g["steps"]) for g in report["generation"]}
+    assert methods == {("mdlm", 1, 0.0, 2), ("mdlm", 1, 0.0, 4), ("ar", 2, 1.0, 2), ("ar", 2, 1.0, 4),
+                       ("nce", 2, 1.0, 2), ("nce", 2, 1.0, 4)}
+    assert {(c["row"], c["col"]) for c in report["ablation"]} == {(2, 0.5), (2, 1.0), (3, 0.5), (3, 1.0)}
+    kinds = {(r["model"], r["estimator"], r["data"]): r["kind"] for r in report["table"]}
+    assert kinds[("AR", "exact", "full")] == "exact" and kinds[("MDLM", "nelbo", "full")] == "upper_bound"
+    assert kinds[("EDLM-coAR", "paper_eq13", "subset")] == "paper_eq13"
+    assert kinds[("EDLM-NCE", "marginal", "subset")] == "estimate"
+    for g in report["generation"]:
+        assert g["model_rows_per_sample"] == pytest.approx(g["denoiser_rows_per_sample"] + g["energy_rows_per_sample"])
+        assert (g["energy_rows_per_sample"] > 0) == (g["energy"] != "mdlm")
+        assert 0 < g["oracle_bits"] < 10 and len(g["example"]) == 32
+    assert {c["claim"] for c in report["claims"]} >= {"likelihood gap", "EDLM at T beats MDLM at 2T"}
+    for suffix in ("steps", "walltime", "calls", "entropy", "ablation"):
+        assert (tmp_path / f"t8-{suffix}.png").read_bytes()[:4] == b"\x89PNG"
+    assert "## Table 1" in (tmp_path / "t8.md").read_text()
+
+
+def test_bad_arguments_exit_2(models, tmp_path, capsys):
+    base = [*models["specs"], "--cache", str(tmp_path / "c"), "--out", str(tmp_path / "x")]
+    assert main(["eval", "text8", *base, "--shard", "2/2"]) == 2
+    assert main(["eval", "text8", *base, "--ks", "1"]) == 2
+    assert main(["eval", "text8", *base, "--seq-len", "64"]) == 2  # the tiny models stop at 32
+    assert main(["eval", "text8", *base, "--nce", str(models["root"] / "ar")]) == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_interpolated_wall_time_in_log_time():
+    curve = [(1.0, 3.0), (4.0, 2.0), (16.0, 1.5)]  # (seconds, oracle bits), better with more time
+    assert _interp_log_time(curve, 3.5) == 1.0
+    assert _interp_log_time(curve, 2.5) == pytest.approx(2.0)  # halfway in log time between 1 s and 4 s
+    assert _interp_log_time(curve, 1.5) == pytest.approx(16.0)
+    assert _interp_log_time(curve, 1.0) is None
+
+
+def test_claims_on_hand_made_numbers():
+    def table(model, estimator, bpc, kind):
+        return dict(model=model, estimator=estimator, data="subset", bpc=bpc, kind=kind)
+
+    rows = [table("AR", "exact", 1.2, "exact"), table("MDLM", "nelbo", 1.4, "upper_bound")]
+    rows += [table(m, e, 1.25, "estimate") for m in ("EDLM-coAR", "EDLM-AR", "EDLM-NCE")
+             for e in ("paper_eq13", "marginal")]
+
+    def gen(energy, steps, bits, wall):
+        return dict(energy=energy, k=1 if energy == "mdlm" else 4, window=0.0 if energy == "mdlm" else 1.0,
+                    steps=steps, oracle_bits=bits, oracle_bits_se=0.01, wall_s_per_sample=wall)
+
+    generation = [gen("mdlm", 8, 3.0, 1.0), gen("mdlm", 16, 2.8, 2.0), gen("ar", 8, 2.7, 4.0), gen("ar", 16, 2.9, 8.0)]
+    out = {(c["claim"], c["config"]): c for c in claims(dict(table=rows, generation=generation))}
+    gap = out[("likelihood gap", "EDLM-AR paper_eq13")]
+    assert gap["values"]["gap_closed"] == pytest.approx(0.75) and gap["holds"]
+    every = out[("lower oracle NLL than MDLM at every T", "EDLM-AR k=4 w=1")]
+    assert not every["holds"] and every["values"][8]["diff"] == pytest.approx(0.3)  # loses at T=16
+    assert out[("EDLM at T beats MDLM at 2T", "EDLM-AR k=4 w=1")]["values"] == {8: pytest.approx(0.1)}
+    speed = out[("faster than MDLM at equal quality (CPU wall time)", "EDLM-AR k=4 w=1")]["values"]
+    assert speed[8] is None and speed[16] == pytest.approx(2 ** 0.5 / 8)  # MDLM needs sqrt(2) s for 2.9 bits
