@@ -172,5 +172,12 @@ def test_export_command(tmp_path):
         a, _ = load_model(run, device="cpu", ema=ema_flag)
         b, _ = load_model(out, device="cpu")
         assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    out = tmp_path / "bf16"
+    assert main(["export", str(run), str(out), "--dtype", "bfloat16"]) == 0
+    a, _ = load_model(run, device="cpu")
+    b, _ = load_model(out, device="cpu")  # stored in bf16, loaded as float32
+    assert (out / "model.safetensors").stat().st_size < 0.6 * (tmp_path / "outTrue" / "model.safetensors").stat().st_size
+    for x, y in zip(a.state_dict().values(), b.state_dict().values()):
+        assert y.dtype == torch.float32 and torch.equal(x.to(torch.bfloat16).float(), y)
     assert main(["export", str(tmp_path / "nowhere"), str(tmp_path / "o2")]) == 2
     assert not (tmp_path / "o2").exists()

@@ -12,6 +12,9 @@ def register(subparsers) -> None:
     parser.add_argument("run", help="run directory, checkpoint directory or ckpt:PATH")
     parser.add_argument("out_dir", help="directory to write (replaced atomically if it exists)")
     parser.add_argument("--no-ema", action="store_true", help="export the trained weights instead of the EMA weights")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
+                        help="dtype of the stored weights (default float32; bfloat16 halves the size, and loading "
+                             "widens it back to float32 exactly)")
     parser.set_defaults(func=run)
 
 
@@ -21,7 +24,9 @@ def run(args) -> int:
     from edlm.pretrained import save_pretrained
     from edlm.train.checkpoint import load_model
 
+    import torch
+
     model, config = load_model(args.run, ema=not args.no_ema, device="cpu")
-    path = save_pretrained(model, args.out_dir, config=config)
+    path = save_pretrained(model.to(getattr(torch, args.dtype)), args.out_dir, config=config)
     print(f"wrote {path}", file=sys.stderr)
     return 0
