@@ -169,3 +169,29 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
 def load_config(recipe: str, overrides: list[str] | None = None) -> RunConfig:
     """RunConfig from a recipe name or YAML path plus `key=value` overrides."""
     return RunConfig.from_dict(apply_overrides(read_recipe(recipe), overrides or []))
+
+
+def read_run_json(file: Path, *, fmt: str, version: int, required: tuple[str, ...], what: str,
+                  writer: str) -> tuple[dict, RunConfig]:
+    """(contents, RunConfig of its "config") of a versioned JSON file that edlm wrote (a checkpoint's
+    state.json, a pretrained directory's edlm_config.json); EdlmError naming the file otherwise.
+
+    fmt/version: the expected "format" and "version" values; required: keys that must be present
+    besides "config"; what: the file's kind for messages ("checkpoint state"); writer: what writes such
+    files ("edlm train"), named in the fix."""
+    import json
+
+    try:
+        meta = json.loads(Path(file).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise EdlmError(f"{what} {file} is corrupt ({err}); write it again with {writer}.") from None
+    found = meta.get("format") if isinstance(meta, dict) else None
+    require(found == fmt, f"{file} is not an edlm {what} (format {found!r}); pass a directory written by {writer}.")
+    require(meta.get("version") == version, f"{file} has {what} format version {meta.get('version')}, this edlm "
+            f"reads version {version}; use a matching edlm release.")
+    missing = [key for key in ("config", *required) if key not in meta]
+    require(not missing, f"{what} {file} lacks {missing}; it is corrupt, write it again with {writer}.")
+    try:
+        return meta, RunConfig.from_dict(meta["config"])
+    except (EdlmError, TypeError) as err:
+        raise EdlmError(f"{file} holds a config this edlm cannot read ({err}); use a matching edlm release.") from None

@@ -31,7 +31,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from edlm.config import RunConfig
+from edlm.config import RunConfig, read_run_json
 from edlm.errors import EdlmError, require
 from edlm.train.atomic import atomic_directory
 
@@ -158,21 +158,8 @@ def _resolve(id_or_dir, revision: str | None) -> Path:
 def read_pretrained_config(id_or_dir, *, revision: str | None = None) -> tuple[Path, dict, RunConfig]:
     """(local directory, edlm_config.json contents, RunConfig) of a pretrained directory or hub id."""
     path = _resolve(id_or_dir, revision)
-    config_path = path / CONFIG_FILE
-    try:
-        meta = json.loads(config_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise EdlmError(f"{config_path} is corrupt ({err}); export the model again.") from None
-    require(isinstance(meta, dict) and meta.get("format") == FORMAT,
-            f"{config_path} is not an edlm pretrained config (format "
-            f"{meta.get('format') if isinstance(meta, dict) else None!r}); pass a directory written by save_pretrained.")
-    require(meta.get("version") == VERSION, f"{path} has pretrained format version {meta.get('version')}, this edlm "
-            f"reads version {VERSION}; use a matching edlm release.")
-    require("config" in meta, f"{config_path} lacks 'config'; it is corrupt, export the model again.")
-    try:
-        config = RunConfig.from_dict(meta["config"])
-    except (EdlmError, TypeError) as err:
-        raise EdlmError(f"{path} holds a config this edlm cannot read ({err}); use a matching edlm release.") from None
+    meta, config = read_run_json(path / CONFIG_FILE, fmt=FORMAT, version=VERSION, required=(),
+                                 what="pretrained config", writer="save_pretrained (edlm export)")
     return path, meta, config
 
 

@@ -35,7 +35,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from edlm.config import RunConfig
+from edlm.config import RunConfig, read_run_json
 from edlm.errors import EdlmError, require
 from edlm.train.atomic import atomic_directory, remove_stale_temporaries, write_text_atomic
 from edlm.train.order import DataPosition
@@ -157,25 +157,8 @@ class Checkpoint:
 def read_checkpoint(path_or_spec) -> Checkpoint:
     """Find and read a checkpoint's state.json; raise EdlmError naming the path if it is not sound."""
     path = resolve_checkpoint(path_or_spec)
-    state_path = path / STATE_FILE
-    try:
-        state = json.loads(state_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise EdlmError(f"checkpoint state {state_path} is corrupt ({err}); use another checkpoint.") from None
-    require(isinstance(state, dict) and state.get("format") == FORMAT,
-            f"{state_path} is not an edlm checkpoint state (format {state.get('format') if isinstance(state, dict) else None!r}); "
-            "pass a directory written by edlm train.")
-    require(state.get("version") == VERSION,
-            f"checkpoint {path} has format version {state.get('version')}, this edlm reads version {VERSION}; "
-            "use a matching edlm release.")
-    required = ("step", "data_position", "config", "optimizer", "files")
-    require(all(key in state for key in required),
-            f"checkpoint state {state_path} lacks {[k for k in required if k not in state]}; it is corrupt, use another checkpoint.")
-    try:
-        config = RunConfig.from_dict(state["config"])
-    except (EdlmError, TypeError) as err:
-        raise EdlmError(f"checkpoint {path} holds a config this edlm cannot read ({err}); "
-                        "use a matching edlm release.") from None
+    state, config = read_run_json(path / STATE_FILE, fmt=FORMAT, version=VERSION, what="checkpoint state",
+                                  required=("step", "data_position", "optimizer", "files"), writer="edlm train")
     return Checkpoint(path, state, config)
 
 
