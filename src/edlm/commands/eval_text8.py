@@ -27,7 +27,7 @@ def register(subparsers) -> None:
     parser.add_argument("--energies", default=",".join(d.energies), help="energies of the grid: ar,nce (default both)")
     parser.add_argument("--ks", type=_ints, default=d.ks, help="candidates k of the grid (default 4,16)")
     parser.add_argument("--windows", type=_floats, default=d.windows, help="windows of the grid (default 0.2,1)")
-    parser.add_argument("--num-samples", type=int, default=d.num_samples, help="samples per grid point (default 8)")
+    parser.add_argument("--num-samples", type=int, default=d.num_samples, help="samples per grid point (default 16)")
     parser.add_argument("--seq-len", type=int, default=d.seq_len, help="characters per sample (default 256)")
     parser.add_argument("--ablation-steps", type=int, default=d.ablation_steps, help="steps of the ablation (default 32)")
     parser.add_argument("--ablation-ks", type=_ints, default=d.ablation_ks, help="k of the ablation (default 2,4,8,16)")

@@ -54,7 +54,7 @@ class Settings:
     energies: tuple[str, ...] = ENERGIES
     ks: tuple[int, ...] = (4, 16)
     windows: tuple[float, ...] = (0.2, 1.0)
-    num_samples: int = 8
+    num_samples: int = 16
     seq_len: int = 256
     ablation_steps: int = 32
     ablation_ks: tuple[int, ...] = (2, 4, 8, 16)
