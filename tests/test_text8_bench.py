@@ -86,11 +86,11 @@ def test_interpolated_wall_time_in_log_time():
 
 def test_claims_on_hand_made_numbers():
     def table(model, estimator, bpc, kind):
-        return dict(model=model, estimator=estimator, data="subset", bpc=bpc, kind=kind)
+        return dict(model=model, estimator=estimator, data="subset", bpc=bpc, bpc_se=0.01, kind=kind)
 
     rows = [table("AR", "exact", 1.2, "exact"), table("MDLM", "nelbo", 1.4, "upper_bound")]
-    rows += [table(m, e, 1.25, "estimate") for m in ("EDLM-coAR", "EDLM-AR", "EDLM-NCE")
-             for e in ("paper_eq13", "marginal")]
+    rows += [table(m, e, 1.25, "estimate") for m in ("EDLM-coAR", "EDLM-NCE") for e in ("paper_eq13", "marginal")]
+    rows += [table("EDLM-AR", "paper_eq13", 1.25, "paper_eq13"), table("EDLM-AR", "marginal", 1.1, "estimate")]
 
     def gen(energy, steps, bits, wall):
         return dict(energy=energy, k=1 if energy == "mdlm" else 4, window=0.0 if energy == "mdlm" else 1.0,
@@ -100,6 +100,7 @@ def test_claims_on_hand_made_numbers():
     out = {(c["claim"], c["config"]): c for c in claims(dict(table=rows, generation=generation))}
     gap = out[("likelihood gap", "EDLM-AR paper_eq13")]
     assert gap["values"]["gap_closed"] == pytest.approx(0.75) and gap["holds"]
+    assert out[("likelihood gap", "EDLM-AR marginal")]["holds"] is None  # below the exact AR NLL: unusable
     every = out[("lower oracle NLL than MDLM at every T", "EDLM-AR k=4 w=1")]
     assert not every["holds"] and every["values"][8]["diff"] == pytest.approx(0.3)  # loses at T=16
     assert out[("EDLM at T beats MDLM at 2T", "EDLM-AR k=4 w=1")]["values"] == {8: pytest.approx(0.1)}
