@@ -87,7 +87,9 @@ def run(args) -> int:
     if results is None:
         print("other shards still have pending jobs; run again without --shard once they finish to write the report")
         return 0
-    meta = dict(command=" ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+    script = Path(sys.argv[0])
+    program = "edlm" if script.name == "edlm" else f"python {script.parent.name}/{script.name}"
+    meta = dict(command=" ".join([program, *sys.argv[1:]]),
                 git_revision=git_revision(), specs=specs, fingerprints=models.fingerprints,
                 machine=describe_machine(), threads=torch.get_num_threads(), test_sequences=models.test.shape[0],
                 report_wall_s=time.perf_counter() - started)

@@ -281,6 +281,7 @@ def run_jobs(models: Models, settings: Settings, cache: Cache, *, shard: tuple[i
         start = time.perf_counter()
         result = RUNNERS[job.kind](models, job.params, settings)
         result["job_wall_s"] = time.perf_counter() - start
+        result["threads"] = torch.get_num_threads()
         cache.put(job, result)
         log(f"[{number}/{len(mine)}] {job.key} -> {result.get('bpc', result.get('oracle_bits')):.4f} "
             f"({result['job_wall_s']:.0f} s)")

@@ -150,7 +150,9 @@ def markdown(parts: dict, claim_rows: list[dict], settings: Settings, meta: dict
         "# text8 benchmark: EDLM's Table 1 and Figure 1 at CPU scale", "",
         f"Command: `{meta['command']}`  ",
         f"Git revision: `{meta['git_revision']}`; checkpoints: {', '.join(f'{k}=`{v}`' for k, v in meta['specs'].items())}  ",
-        f"Machine: {meta['machine']}; torch threads per process: {meta['threads']}  ",
+        f"Machine: {meta['machine']}; torch threads of the process that wrote this report: {meta['threads']} "
+        "(each job records its own `threads` in the JSON since this field was added; the committed results' jobs "
+        "ran in two processes with one thread each)  ",
         f"Data: text8 test split ({meta['test_sequences']} sequences of {s.seq_len} characters).", "",
         "## Table 1: test bits per character", "",
         "`bpc_se` is the Monte Carlo standard error (over t and log Z draws) given the sequences; rows on the "
