@@ -6,8 +6,8 @@ from __future__ import annotations
 from edlm.eval.text8_bench import BUNDLED, Settings
 
 
-def _ints(text: str) -> tuple[int, ...]:
-    return tuple(int(v) for v in text.split(",") if v.strip())
+def _csv(values) -> str:
+    return ",".join(str(v) for v in values)
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -23,14 +23,15 @@ def register(subparsers) -> None:
                     "ablation}.png. Comma-separated lists.")
     for role, spec in BUNDLED.items():
         parser.add_argument(f"--{role}", default=spec, help=f"{role} model spec (default {spec})")
-    parser.add_argument("--steps", type=_ints, default=d.steps, help="sampling steps of the grid (default 8,...,256)")
+    parser.add_argument("--steps", default=_csv(d.steps), help="sampling steps of the grid (default 8,...,256)")
     parser.add_argument("--energies", default=",".join(d.energies), help="energies of the grid: ar,nce (default both)")
-    parser.add_argument("--ks", type=_ints, default=d.ks, help="candidates k of the grid (default 4,16)")
+    parser.add_argument("--ks", default=_csv(d.ks), help="candidates k of the grid (default 4,16)")
     parser.add_argument("--windows", type=_floats, default=d.windows, help="windows of the grid (default 0.2,1)")
     parser.add_argument("--num-samples", type=int, default=d.num_samples, help="samples per grid point (default 16)")
     parser.add_argument("--seq-len", type=int, default=d.seq_len, help="characters per sample (default 256)")
-    parser.add_argument("--ablation-steps", type=int, default=d.ablation_steps, help="steps of the ablation (default 32)")
-    parser.add_argument("--ablation-ks", type=_ints, default=d.ablation_ks, help="k of the ablation (default 2,4,8,16)")
+    parser.add_argument("--ablation-steps", type=int, default=d.ablation_steps,
+                        help="steps of the ablation (default 32)")
+    parser.add_argument("--ablation-ks", default=_csv(d.ablation_ks), help="k of the ablation (default 2,4,8,16)")
     parser.add_argument("--ablation-windows", type=_floats, default=d.ablation_windows,
                         help="windows of the ablation (default 0.2,...,1.0)")
     parser.add_argument("--table-sequences", type=int, default=d.table_sequences,
@@ -43,7 +44,8 @@ def register(subparsers) -> None:
                         help="AR samples and test sequences judged as references (default 64)")
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    parser.add_argument("--shard", default="0/1", help="I/N: run every N-th job (by estimated cost) starting at I (default 0/1)")
+    parser.add_argument("--shard", default="0/1",
+                        help="I/N: run every N-th job (by estimated cost) starting at I (default 0/1)")
     parser.add_argument("--cache", default=None, help="job cache directory (default $EDLM_CACHE/text8-bench)")
     parser.add_argument("--data", default="", help="text8 location (default: $EDLM_DATA or the download)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default auto)")
@@ -58,6 +60,7 @@ def run(args) -> int:
 
     import torch
 
+    from edlm.commands.eval_latency import int_list
     from edlm.data import cache_dir
     from edlm.errors import require
     from edlm.eval.provenance import git_revision
@@ -69,9 +72,11 @@ def run(args) -> int:
     index, _, count = args.shard.partition("/")
     require(index.isdigit() and count.isdigit() and int(index) < int(count),
             f"--shard {args.shard!r} must be I/N with 0 <= I < N, e.g. 0/2.")
-    settings = Settings(steps=args.steps, energies=tuple(e for e in args.energies.split(",") if e), ks=args.ks,
+    settings = Settings(steps=tuple(int_list("--steps", args.steps)),
+                        energies=tuple(e for e in args.energies.split(",") if e), ks=tuple(int_list("--ks", args.ks)),
                         windows=args.windows, num_samples=args.num_samples, seq_len=args.seq_len,
-                        ablation_steps=args.ablation_steps, ablation_ks=args.ablation_ks,
+                        ablation_steps=args.ablation_steps,
+                        ablation_ks=tuple(int_list("--ablation-ks", args.ablation_ks)),
                         ablation_windows=args.ablation_windows, table_sequences=args.table_sequences,
                         num_t=args.num_t, num_z=args.num_z, full_num_t=args.full_num_t,
                         reference_samples=args.reference_samples, seed=args.seed)
