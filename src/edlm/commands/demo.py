@@ -91,15 +91,6 @@ def load_oracle(spec: str, tokenizer, device):
     return loaded.model
 
 
-def bits_per_char(oracle, rows: list[list[int]]) -> list[float]:
-    """The oracle's NLL of each row in bits per token (= per character for a character tokenizer)."""
-    import math
-
-    from edlm.eval.generative import sequence_nll
-
-    return [nats / len(row) / math.log(2) for nats, row in zip(sequence_nll(oracle, rows), rows)]
-
-
 def summary(methods: dict[str, dict], num_samples: int, width: int) -> list[str]:
     """The summary table (one line per method) and the note, wrapped to `width`, that it is not a benchmark."""
     import textwrap
@@ -121,6 +112,7 @@ def run(args) -> int:
 
     from edlm.commands.sample import check_sampler_args, check_seq_len, load_denoiser, load_energy
     from edlm.errors import require
+    from edlm.eval.generative import bits_per_token
     from edlm.train.atomic import write_text_atomic
     from edlm.train.runtime import select_device
 
@@ -141,7 +133,7 @@ def run(args) -> int:
     methods = {}
     for name, (header, options) in runs.items():
         rows, numbers = run_sampler(denoiser, seq_len, args, **options)
-        bits = [None] * len(rows) if oracle is None else bits_per_char(oracle, rows)
+        bits = [None] * len(rows) if oracle is None else bits_per_token(oracle, rows)
         methods[name] = dict(header=header, **numbers,
                              oracle_bits_per_char=None if oracle is None else statistics.fmean(bits),
                              samples=[dict(ids=ids, text=tokenizer.decode(ids), oracle_bits_per_char=b)

@@ -98,6 +98,12 @@ def sequence_nll(lm, sequences: list[list[int]], batch_size: int = 8, progress: 
     return totals
 
 
+def bits_per_token(lm, sequences: list[list[int]], batch_size: int = 8) -> list[float]:
+    """NLL of each non-empty token sequence under the causal LM `lm`, in bits per token (= bits per
+    character for a character tokenizer)."""
+    return [nats / len(seq) / math.log(2) for nats, seq in zip(sequence_nll(lm, sequences, batch_size), sequences)]
+
+
 @dataclass
 class GenerativeReport:
     """Generative metrics of a sample set (see the module docstring for every definition)."""

@@ -189,10 +189,10 @@ def method_name(energy: str, k: int, window: float) -> str:
 def judge(models: Models, samples: torch.Tensor) -> dict:
     """Oracle NLL (bits per character, mean over samples and its standard error), generative perplexity
     per character, mean unigram entropy (nats), and the first sample's text, for samples Long[N, L]."""
-    from edlm.eval.generative import sequence_nll, unigram_entropy
+    from edlm.eval.generative import bits_per_token, unigram_entropy
 
     rows = samples.cpu().tolist()
-    per_sample = torch.tensor(sequence_nll(models.oracle, rows, 64), dtype=torch.float64) / samples.shape[1] / LN2
+    per_sample = torch.tensor(bits_per_token(models.oracle, rows, 64), dtype=torch.float64)
     return dict(oracle_bits=float(per_sample.mean()), oracle_bits_se=float(per_sample.std() / math.sqrt(len(rows))),
                 gen_ppl=math.exp(float(per_sample.mean()) * LN2),
                 entropy_nats=sum(unigram_entropy(r) for r in rows) / len(rows),
