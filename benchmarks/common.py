@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from edlm.eval.provenance import git_revision, machine  # noqa: F401  (re-exported to the scripts)
+from edlm.reports.provenance import git_revision, machine  # noqa: F401  (re-exported to the scripts)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

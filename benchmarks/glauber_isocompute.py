@@ -29,7 +29,7 @@ Usage:
   python benchmarks/glauber_isocompute.py --ar AR_CKPT --infill MDLM_CKPT --oracle ORACLE_CKPT \
       [--num-samples 64] [--seq-len L] [--rounds 1,3] [--variants single,joint:16] [--seed 0]
       [--batch-size 64] [--max-best-of 4096] [--device auto] [--out benchmarks/results/glauber_isocompute]
-Checkpoints are anything `edlm.train.checkpoint.load_model` accepts (EMA weights unless --no-ema).
+Checkpoints are anything `edlm.loading.checkpoint.load_model` accepts (EMA weights unless --no-ema).
 Writes OUT.json and OUT.md (atomically).
 """
 
@@ -45,9 +45,9 @@ import torch
 
 import edlm
 from common import git_revision, machine
-from edlm.sampling.device import module_device
+from edlm.util.device import module_device
 from edlm.errors import require
-from edlm.eval.generative import sequence_nll, unigram_entropy
+from edlm.metrics.generative import sequence_nll, unigram_entropy
 from edlm.sampling import ar_sample
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -174,8 +174,8 @@ model_calls counts batched forward calls (AR: one per position)."""
 
 
 def main(argv: list[str] | None = None) -> int:
-    from edlm.eval.report import write_report
-    from edlm.train.checkpoint import load_model
+    from edlm.reports.report import write_report
+    from edlm.loading.checkpoint import load_model
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--ar", required=True, help="AR checkpoint: the causal initialisation and the energy")

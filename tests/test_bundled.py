@@ -15,7 +15,7 @@ from edlm.config import load_config
 from edlm.energy import NCEEnergy
 from edlm.errors import EdlmError
 from edlm.models import CausalLM, MaskedDiffusionLM
-from edlm.pretrained import BUNDLED_ENV, WEIGHTS_FILE, bundled_names, from_pretrained, pretrained_spec, save_pretrained
+from edlm.loading.pretrained import BUNDLED_ENV, WEIGHTS_FILE, bundled_names, from_pretrained, pretrained_spec, save_pretrained
 
 TINY = ["model.n_layers=1", "model.d_model=16", "model.n_heads=2", "model.cond_dim=16", "model.max_seq_len=16",
         "data.seq_len=16"]
@@ -41,8 +41,8 @@ def bundled(bundled_root, monkeypatch):
 
 
 def test_bundled_spec_loads_bf16_weights_into_fp32(bundled):
-    from edlm.eval.specs import load_model_spec
-    from edlm.train.checkpoint import load_model
+    from edlm.loading.specs import load_model_spec
+    from edlm.loading.checkpoint import load_model
 
     assert bundled_names() == sorted(MODELS)
     assert pretrained_spec("bundled:text8-small-ar") == str(bundled / "text8-small-ar")

@@ -10,9 +10,9 @@ import torch
 from edlm.config import load_config
 from edlm.errors import EdlmError
 from edlm.models import CausalLM, MaskedDiffusionLM
-from edlm.train import checkpoint as ckpt_mod
-from edlm.train.checkpoint import (load_model, read_checkpoint, resolve_checkpoint, restore_training_state,
-                                   save_checkpoint)
+from edlm.loading.checkpoint import load_model, read_checkpoint, resolve_checkpoint
+from edlm.train import checkpointing as ckpt_mod
+from edlm.train.checkpointing import checkpoint_position, restore_training_state, save_checkpoint
 from edlm.train.optim import EMA, build_optimizer
 from edlm.train.order import DataPosition
 from edlm.train.treeio import join_tree, split_tree
@@ -72,7 +72,7 @@ def test_round_trip_is_exact(saved, tmp_path):
     assert sorted(p.name for p in path.iterdir()) == ["ema.safetensors", "model.safetensors",
                                                       "optimizer.safetensors", "state.json"]
     ckpt = read_checkpoint(tmp_path / "run")
-    assert ckpt.step == 7 and ckpt.position == DataPosition(1, 40) and ckpt.config == cfg
+    assert ckpt.step == 7 and checkpoint_position(ckpt) == DataPosition(1, 40) and ckpt.config == cfg
 
     fresh_model, fresh_ema, fresh_opt = trained_state(cfg, steps=0)
     restore_training_state(ckpt, fresh_model, fresh_ema.model, fresh_opt)

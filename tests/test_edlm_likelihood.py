@@ -7,7 +7,7 @@ import torch
 
 import edlm
 from edlm.energy import AREnergy
-from edlm.eval.energy_likelihood import log_z_high, log_z_low
+from edlm.likelihood.energy import log_z_high, log_z_low
 from edlm.sampling import draw_candidates
 from edlm.toy import ExactCausalLM, ExactDenoiser, FactorisedDenoiser, ToyDistribution
 

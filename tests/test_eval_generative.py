@@ -11,9 +11,9 @@ import torch
 
 from edlm.cli import main
 from edlm.errors import EdlmError
-from edlm.eval.generative import _windows, generative_metrics, repetition_rate, sequence_nll, unigram_entropy, \
+from edlm.metrics.generative import _windows, generative_metrics, repetition_rate, sequence_nll, unigram_entropy, \
     unique_fraction
-from edlm.eval.samples import Sample, cut_at_eos, cut_text_at_eos, prepare, read_samples
+from edlm.metrics.samples import Sample, cut_at_eos, cut_text_at_eos, prepare, read_samples
 from test_eval_tinyhf import build_tiny_hf
 
 P = [0.4, 0.3, 0.2, 0.05, 0.05]  # unigram oracle over ids 0..3 and EOS = 4

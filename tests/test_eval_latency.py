@@ -14,7 +14,7 @@ import edlm
 from edlm.cli import main
 from edlm.energy import AREnergy
 from edlm.errors import EdlmError
-from edlm.eval.latency import (COLUMNS, LatencyResult, Spread, count_parameters, latency_benchmark, measure_ar,
+from edlm.metrics.latency import (COLUMNS, LatencyResult, Spread, count_parameters, latency_benchmark, measure_ar,
                                measure_diffusion, random_models, synchronizer, time_runs)
 
 L = 8
@@ -112,14 +112,14 @@ def test_random_models_have_equal_size_and_leave_the_global_rng_alone():
 def test_measure_diffusion_counts_runs_and_passes(models, monkeypatch):
     denoiser, lm = models
     clock, calls = FakeClock(), []
-    real_sample = edlm.sample
+    real_sample = edlm.sampling.sample
 
     def counting_sample(*args, **kwargs):
         calls.append(kwargs["generator"].initial_seed())
         clock.advance(100.0 if len(calls) <= 2 else len(calls))
         return real_sample(*args, **kwargs)
 
-    monkeypatch.setattr(edlm, "sample", counting_sample)
+    monkeypatch.setattr(edlm.sampling, "sample", counting_sample)
     m = measure_diffusion(denoiser, 3, L, 1, repeats=3, warmup=2, seed=10, clock=clock, batch_size=2)
     assert calls == [10, 11, 12, 13, 14]  # seed + run index, warm-ups first
     assert m.seconds == [3.0, 4.0, 5.0] and m.repeats == 3 and m.warmup == 2
@@ -224,7 +224,7 @@ def test_cli_random_init_writes_json_and_markdown(tmp_path, capsys):
 def ckpts(tmp_path_factory):
     from edlm.config import load_config
     from edlm.models import CausalLM, MaskedDiffusionLM
-    from edlm.train.checkpoint import save_checkpoint
+    from edlm.train.checkpointing import save_checkpoint
     from edlm.train.order import DataPosition
 
     root = tmp_path_factory.mktemp("latency-ckpts")

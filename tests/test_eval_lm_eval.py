@@ -15,7 +15,7 @@ pytest.importorskip("lm_eval", reason="the lm-eval adapter needs the eval extra:
 from lm_eval.api.instance import Instance  # noqa: E402
 
 from edlm.errors import EdlmError  # noqa: E402
-from edlm.eval.lm_eval_adapter import EdlmLM, register  # noqa: E402
+from edlm.metrics.lm_eval_adapter import EdlmLM, register  # noqa: E402
 from edlm.toy import ExactCausalLM, ExactDenoiser, ToyDistribution  # noqa: E402
 from test_eval_tinyhf import build_tiny_hf  # noqa: E402
 

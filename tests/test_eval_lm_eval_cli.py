@@ -1,4 +1,4 @@
-"""lm-eval's own command line with the `edlm` model (`python -m edlm.eval.lm_eval_adapter run ...`).
+"""lm-eval's own command line with the `edlm` model (`python -m edlm.metrics.lm_eval_adapter run ...`).
 
 Slow (lm-eval's CLI always indexes its built-in tasks, about 15 s), so it has a file of its own.
 """
@@ -25,7 +25,7 @@ def test_lm_eval_command_line_with_the_edlm_model(tmp_path):
                           {"context": "a quick brown", "choices": [" fox", " river"], "label": 0}])
     env = dict(os.environ, HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1")
     out = tmp_path / "results"
-    proc = subprocess.run([sys.executable, "-m", "edlm.eval.lm_eval_adapter", "run", "--model", "edlm",
+    proc = subprocess.run([sys.executable, "-m", "edlm.metrics.lm_eval_adapter", "run", "--model", "edlm",
                            "--model_args", f"pretrained=hf:{tmp_path / 'gpt2'},num_mc=4", "--device", "cpu",
                            "--tasks", "toy_mc", "--include_path", str(tmp_path), "--output_path", str(out)],
                           capture_output=True, text=True, env=env, timeout=300)

@@ -16,8 +16,8 @@ pytest.importorskip("mauve", reason="MAUVE needs the eval extra: pip install 'ed
 
 from edlm.cli import main  # noqa: E402
 from edlm.errors import EdlmError  # noqa: E402
-from edlm.eval.mauve_eval import featurize, mauve_eval, mauve_from_features, reference_windows, span_tokens
-from edlm.eval.samples import Sample
+from edlm.metrics.mauve import featurize, mauve_eval, mauve_from_features, reference_windows, span_tokens
+from edlm.metrics.samples import Sample
 from edlm.models import ModelConfig, build_model
 from edlm.models.hf import HFCausalLM
 from test_eval_tinyhf import build_tiny_hf

@@ -11,7 +11,7 @@ pytest.importorskip("matplotlib")
 
 from edlm.cli import main  # noqa: E402
 from edlm.errors import EdlmError  # noqa: E402
-from edlm.eval.plots import (_grouped, load_records, plot_ablation_heatmap, plot_all,  # noqa: E402
+from edlm.reports.plots import (_grouped, load_records, plot_ablation_heatmap, plot_all,  # noqa: E402
                              plot_entropy_vs_quality, plot_quality_vs_calls, plot_quality_vs_steps,
                              plot_quality_vs_time, validate_records)
 

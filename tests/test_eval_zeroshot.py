@@ -15,9 +15,9 @@ from edlm.cli import main
 from edlm.config import DataConfig
 from edlm.data import CharTokenizer, build_tokenizer
 from edlm.errors import EdlmError
-from edlm.eval.detokenizers import lambada_detokenizer, ptb_detokenizer, text8_normalize, wikitext_detokenizer
-from edlm.eval.likelihood import split_likelihood
-from edlm.eval.zeroshot import corpus_documents, documents_to_rows, wikitext_articles, zeroshot_perplexity
+from edlm.metrics.detokenizers import lambada_detokenizer, ptb_detokenizer, text8_normalize, wikitext_detokenizer
+from edlm.likelihood.nelbo import split_likelihood
+from edlm.metrics.zeroshot import corpus_documents, documents_to_rows, wikitext_articles, zeroshot_perplexity
 from edlm.models import ModelConfig, build_model
 from edlm.models.hf import HFCausalLM
 from test_eval_tinyhf import build_tiny_hf

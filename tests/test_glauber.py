@@ -32,7 +32,7 @@ import edlm
 from edlm.errors import EdlmError
 from edlm.models import CausalLM, MaskedDiffusionLM, ModelConfig
 from edlm.sampling.glauber import GlauberStats
-from edlm.sampling.glauber_cli import (add_glauber_arguments, check_glauber_args, glauber_sample_fields,
+from edlm.commands.glauber_options import (add_glauber_arguments, check_glauber_args, glauber_sample_fields,
                                        glauber_settings, run_glauber_from_args)
 from edlm.toy import ExactCausalLM, ExactDenoiser, ToyDistribution
 

@@ -14,7 +14,7 @@ import torch
 from edlm.config import load_config
 from edlm.errors import EdlmError
 from edlm.models import CausalLM, MaskedDiffusionLM
-from edlm.train.checkpoint import save_checkpoint
+from edlm.train.checkpointing import save_checkpoint
 from edlm.train.order import DataPosition
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "glauber_isocompute.py"

@@ -8,7 +8,7 @@ import torch
 import edlm
 from edlm.diffusion import CosineSchedule, LogLinearSchedule, antithetic_times, forward_mask, mdlm_loss, subs_logprobs, unmask_step
 from edlm.errors import EdlmError
-from edlm.eval.likelihood import split_likelihood
+from edlm.likelihood.nelbo import split_likelihood
 from edlm.toy import ExactCausalLM, ExactDenoiser, ToyDistribution
 
 

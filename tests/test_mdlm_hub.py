@@ -1,4 +1,4 @@
-"""Loading kuleshov-group/mdlm hub checkpoints into edlm's backbone (edlm.models.mdlm_hub).
+"""Loading kuleshov-group/mdlm hub checkpoints into edlm's backbone (edlm.loading.mdlm_hub).
 
 The checkpoints here are written by the tests: the published key names and shapes
 (`backbone.vocab_embed.embedding`, `backbone.blocks.N.*`, ...) with random values. The strongest check
@@ -18,7 +18,7 @@ from safetensors.torch import save_file
 
 from edlm.errors import EdlmError
 from edlm.models import MaskedDiffusionLM
-from edlm.models.mdlm_hub import (
+from edlm.loading.mdlm_hub import (
     load_mapped,
     load_mdlm_hub,
     map_mdlm_state_dict,

@@ -17,8 +17,9 @@ from edlm.energy import NCEEnergy
 from edlm.errors import EdlmError
 from edlm.models import CausalLM, MaskedDiffusionLM
 from edlm.toy import FactorisedDenoiser, ToyDistribution
-from edlm.train import load_model, train
-from edlm.train.checkpoint import save_checkpoint
+from edlm.loading.checkpoint import load_model
+from edlm.train import train
+from edlm.train.checkpointing import save_checkpoint
 from edlm.train.metrics import read_metrics
 from edlm.train.nce_objective import NCEObjective, draw_negatives, nce_loss
 from edlm.train.order import DataPosition

@@ -9,13 +9,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import edlm.pretrained as pretrained_mod
+import edlm.loading.pretrained as pretrained_mod
 from edlm.cli import main
 from edlm.config import load_config
 from edlm.energy import NCEEnergy
 from edlm.errors import EdlmError
 from edlm.models import CausalLM, MaskedDiffusionLM
-from edlm.pretrained import CONFIG_FILE, WEIGHTS_FILE, from_pretrained, save_pretrained
+from edlm.loading.pretrained import CONFIG_FILE, WEIGHTS_FILE, from_pretrained, save_pretrained
 
 TINY = ["model.n_layers=1", "model.d_model=32", "model.n_heads=2", "model.cond_dim=32", "model.max_seq_len=16",
         "data.seq_len=16"]
@@ -71,8 +71,8 @@ def test_round_trip_is_exact(tmp_path, objective):
 
 
 def test_model_specs_accept_pretrained_directories(tmp_path):
-    from edlm.eval.specs import load_model_spec
-    from edlm.train.checkpoint import load_model, load_state_dict
+    from edlm.loading.specs import load_model_spec
+    from edlm.loading.checkpoint import load_model, load_state_dict
 
     model, cfg = build("ar")
     path = save_pretrained(model, tmp_path / "ar", config=cfg)
@@ -154,7 +154,8 @@ def test_hub_id_goes_through_snapshot_download(tmp_path, monkeypatch):
 
 
 def test_export_command(tmp_path):
-    from edlm.train.checkpoint import load_model, save_checkpoint
+    from edlm.loading.checkpoint import load_model
+    from edlm.train.checkpointing import save_checkpoint
     from edlm.train.optim import EMA, build_optimizer
     from edlm.train.order import DataPosition
 

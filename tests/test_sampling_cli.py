@@ -14,7 +14,7 @@ import torch
 from edlm.cli import main
 from edlm.config import load_config
 from edlm.models import CausalLM, MaskedDiffusionLM
-from edlm.train.checkpoint import save_checkpoint
+from edlm.train.checkpointing import save_checkpoint
 from edlm.train.order import DataPosition
 
 TINY = ["model.n_layers=1", "model.d_model=16", "model.n_heads=2", "model.cond_dim=16", "model.max_seq_len=24",

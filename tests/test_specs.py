@@ -15,7 +15,7 @@ import pytest
 
 from edlm.cli import main
 from edlm.data import tokenizers as tokenizers_module
-from edlm.eval.specs import is_mdlm_config, load_model_spec, mdlm_tokenizer, same_tokenizer
+from edlm.loading.specs import is_mdlm_config, load_model_spec, mdlm_tokenizer, same_tokenizer
 from edlm.models import MaskedDiffusionLM
 from test_eval_tinyhf import build_gpt2, build_tokenizer
 from test_mdlm_hub import hub_config, reference_state_dict, write_checkpoint

@@ -10,7 +10,7 @@ import torch
 from test_train_support import text8_dir, tiny_overrides  # noqa: F401
 
 from edlm.cli import main
-from edlm.eval.text8_report import _interp_log_time, claims
+from edlm.bench.text8_report import _interp_log_time, claims
 
 TINY = ["--steps", "2,4", "--ks", "2", "--windows", "1", "--num-samples", "2", "--seq-len", "32",
         "--ablation-steps", "2", "--ablation-ks", "2,3", "--ablation-windows", "0.5,1", "--table-sequences", "4",

@@ -11,8 +11,9 @@ from test_train_support import text8_dir, tiny_overrides  # noqa: F401
 from edlm.config import load_config
 from edlm.diffusion import make_schedule, mdlm_loss
 from edlm.errors import EdlmError
-from edlm.models import CausalLM, MaskedDiffusionLM, ModelConfig
-from edlm.train import load_model, train
+from edlm.models import CausalLM, MaskedDiffusionLM, ModelConfig, build_model
+from edlm.loading.checkpoint import load_model
+from edlm.train import train
 from edlm.train.metrics import read_metrics
 from edlm.train.objectives import MDLMObjective, objective_class
 from edlm.train.optim import EMA, learning_rate
@@ -76,7 +77,7 @@ def test_ema_tracks_with_warmup():
 @pytest.mark.parametrize("overrides, message", [
     (["train.batch_size=6", "train.grad_accum=4"], "must be divisible by processes"),
     (["train.objective=nope"], "train.objective='nope' is unknown"),
-    (["train.objective=ar"], "needs a causal model"),
+    (["train.objective=ar"], "needs model.causal=true"),
     (["train.precision=bf16"], "needs a CUDA device"),
     (["train.lr_schedule=linear"], "lr_schedule='linear' is unknown"),
     (["data.seq_len=64"], "exceeds model.max_seq_len"),
@@ -121,5 +122,5 @@ def test_resume_guards_and_init_from(text8_dir, tmp_path):  # noqa: F811
 
 
 def test_model_config_of_a_checkpoint_builds_the_model():
-    assert isinstance(objective_class("mdlm").build_model(load_config("text8-tiny")), MaskedDiffusionLM)
+    assert isinstance(build_model(load_config("text8-tiny").model, "mdlm"), MaskedDiffusionLM)
     assert ModelConfig().mask_id == 27

@@ -5,11 +5,11 @@ Public entry points (DESIGN.md §3): `edlm.nelbo`, `edlm.sample`, `edlm.glauber`
 
 from edlm import energy
 from edlm.errors import EdlmError
-from edlm.eval.likelihood import NelboResult, nelbo
+from edlm.likelihood import NelboResult, nelbo
 from edlm.sampling import SampleStats, sample
 from edlm.sampling.glauber import GlauberStats, glauber
 
-__version__ = "0.1.0"
+from edlm.version import __version__
 
 __all__ = ["EdlmError", "GlauberStats", "NelboResult", "SampleStats", "energy", "glauber", "nelbo", "sample",
            "__version__"]

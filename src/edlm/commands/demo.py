@@ -62,13 +62,13 @@ def run_sampler(denoiser, seq_len: int, args, *, energy=None, k: int = 1, window
 
     import torch
 
-    import edlm
-    from edlm.sampling.device import module_device
+    from edlm.sampling import sample
+    from edlm.util.device import module_device
 
     device = module_device(denoiser)
     generator = torch.Generator(device=device).manual_seed(args.seed)
     start = time.perf_counter()
-    ids, stats = edlm.sample(denoiser, args.num_samples, seq_len, args.steps, energy=energy, k=k, window=window,
+    ids, stats = sample(denoiser, args.num_samples, seq_len, args.steps, energy=energy, k=k, window=window,
                              tau=args.tau, generator=generator, return_stats=True)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -81,7 +81,7 @@ def run_sampler(denoiser, seq_len: int, args, *, energy=None, k: int = 1, window
 def load_oracle(spec: str, tokenizer, device):
     """The causal LM of an oracle spec that shares `tokenizer`; EdlmError otherwise."""
     from edlm.errors import require
-    from edlm.eval.specs import load_model_spec, same_tokenizer
+    from edlm.loading.specs import load_model_spec, same_tokenizer
 
     loaded = load_model_spec(spec, device=str(device))
     require(loaded.causal, f"--oracle {spec!r} is not a causal LM; pass an AR model spec or none.")
@@ -112,9 +112,9 @@ def run(args) -> int:
 
     from edlm.commands.sample import check_sampler_args, check_seq_len, load_denoiser, load_energy
     from edlm.errors import require
-    from edlm.eval.generative import bits_per_token
-    from edlm.train.atomic import write_text_atomic
-    from edlm.train.runtime import select_device
+    from edlm.metrics.generative import bits_per_token
+    from edlm.util.atomic import write_text_atomic
+    from edlm.util.device import select_device
 
     check_sampler_args(args)
     require(args.width >= 20, f"--width {args.width} is too narrow for two columns; use at least 20.")

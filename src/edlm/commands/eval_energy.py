@@ -3,7 +3,7 @@
 On a grid of `--num-t` times, for `--num-sequences` data sequences of `--split`: the energy of the
 positives (data), the mean / min / max energy over `--negatives` negatives drawn from the denoiser,
 and the effective sample size of their importance weights softmax(-E) (see
-`edlm.eval.energy_diagnostics`). Writes PREFIX.json and PREFIX.png (both atomically).
+`edlm.metrics.energy_diagnostics`). Writes PREFIX.json and PREFIX.png (both atomically).
 """
 
 from __future__ import annotations
@@ -45,10 +45,10 @@ def run(args) -> int:
     from edlm.diffusion import make_schedule
     from edlm.energy import NCEEnergy
     from edlm.errors import require
-    from edlm.eval.energy_diagnostics import energy_diagnostics, plot_energy_diagnostics, time_grid
-    from edlm.train.atomic import write_bytes_atomic, write_text_atomic
-    from edlm.train.checkpoint import load_model, read_checkpoint
-    from edlm.train.runtime import select_device
+    from edlm.metrics.energy_diagnostics import energy_diagnostics, plot_energy_diagnostics, time_grid
+    from edlm.util.atomic import write_bytes_atomic, write_text_atomic
+    from edlm.loading.checkpoint import load_model, read_checkpoint
+    from edlm.util.device import select_device
 
     require(args.num_t >= 1, f"--num-t {args.num_t} must be at least 1.")
     require(args.negatives >= 2, f"--negatives {args.negatives} must be at least 2.")

@@ -29,10 +29,10 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from edlm.errors import require
-    from edlm.eval.generative import generative_metrics
-    from edlm.eval.report import write_report
-    from edlm.eval.samples import read_samples
-    from edlm.eval.specs import load_model_spec, load_tokenizer_spec
+    from edlm.metrics.generative import generative_metrics
+    from edlm.reports.report import write_report
+    from edlm.metrics.samples import read_samples
+    from edlm.loading.specs import load_model_spec, load_tokenizer_spec
 
     require(args.batch_size >= 1, f"--batch-size={args.batch_size} must be at least 1.")
     samples = read_samples(args.samples)

@@ -1,5 +1,5 @@
 """`edlm eval latency`: wall time to generate N sequences of length L with MDLM, EDLM and an AR model
-with a KV cache, side by side in one process (see `edlm.eval.latency` for the method).
+with a KV cache, side by side in one process (see `edlm.metrics.latency` for the method).
 
 Models come from specs (`--denoiser`, `--energy ar:SPEC`, `--ar`) or, with `--random-init`, are
 random-weight edlm models of one size (`--layers --width --heads --vocab`): the denoiser, the AR
@@ -124,7 +124,7 @@ def check_args(args) -> list[str]:
 
 
 def _describe(spec: str, model, seq_len=None) -> dict:
-    from edlm.eval.latency import count_parameters
+    from edlm.metrics.latency import count_parameters
 
     config = getattr(model, "config", None)
     shape = {k: getattr(config, k) for k in ("vocab_size", "n_layers", "d_model", "n_heads", "adaln", "causal")
@@ -139,8 +139,8 @@ def _max_len(model) -> int | None:
 def load_models(args, methods, device):
     """(denoiser, energy_lm, ar_lm, seq_len, models description) for the requested methods."""
     from edlm.errors import require
-    from edlm.eval.latency import random_models
-    from edlm.eval.specs import load_model_spec
+    from edlm.metrics.latency import random_models
+    from edlm.loading.specs import load_model_spec
 
     if args.random_init:
         denoiser, lm = random_models(vocab_size=args.vocab, n_layers=args.layers, d_model=args.width,
@@ -183,9 +183,9 @@ def run(args) -> int:
     import torch
 
     from edlm.energy import AREnergy
-    from edlm.eval.latency import COLUMNS, latency_benchmark
-    from edlm.eval.report import write_report
-    from edlm.train.runtime import select_device
+    from edlm.metrics.latency import COLUMNS, latency_benchmark
+    from edlm.reports.report import write_report
+    from edlm.util.device import select_device
 
     methods = check_args(args)
     if args.threads:

@@ -51,8 +51,8 @@ def _load_features(path: str):
 
 def run(args) -> int:
     from edlm.errors import require
-    from edlm.eval.mauve_eval import group_samples, load_reference, mauve_eval, mauve_from_features
-    from edlm.eval.report import write_report
+    from edlm.metrics.mauve import group_samples, load_reference, mauve_eval, mauve_from_features
+    from edlm.reports.report import write_report
 
     require(args.num_buckets == "auto" or args.num_buckets.isdigit(),
             f"--num-buckets={args.num_buckets!r} must be auto or a positive integer.")
@@ -66,7 +66,7 @@ def run(args) -> int:
         report = mauve_from_features(_load_features(args.reference_features), groups,
                                      settings={"features": "precomputed"}, **kwargs)
     else:
-        from edlm.eval.specs import load_model_spec, load_tokenizer_spec
+        from edlm.loading.specs import load_model_spec, load_tokenizer_spec
 
         require(bool(args.featurizer and args.reference and args.samples),
                 "pass --featurizer, --reference and --samples (or precomputed --reference-features and "

@@ -38,10 +38,10 @@ def run(args) -> int:
 
     from edlm.data import load_split
     from edlm.errors import require
-    from edlm.eval.likelihood import split_likelihood
-    from edlm.train.atomic import write_text_atomic
-    from edlm.train.checkpoint import load_model, read_checkpoint, resolve_checkpoint
-    from edlm.train.runtime import select_device
+    from edlm.likelihood.nelbo import split_likelihood
+    from edlm.util.atomic import write_text_atomic
+    from edlm.loading.checkpoint import load_model, read_checkpoint, resolve_checkpoint
+    from edlm.util.device import select_device
 
     require(args.num_t >= 1, f"--num-t {args.num_t} must be at least 1.")
     require(args.batch_size >= 1, f"--batch-size {args.batch_size} must be at least 1.")

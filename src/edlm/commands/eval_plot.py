@@ -1,5 +1,5 @@
 """`edlm eval plot RESULTS.json --out PREFIX`: quality against steps, wall time and model calls, entropy
-against quality (EDLM Figures 1a/1b and 4) as PNGs. The records format is documented in `edlm.eval.plots`."""
+against quality (EDLM Figures 1a/1b and 4) as PNGs. The records format is documented in `edlm.reports.plots`."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from edlm.eval.plots import load_records, plot_all
+    from edlm.reports.plots import load_records, plot_all
 
     records, meta = load_records(args.records)
     title = args.title if args.title is not None else meta.get("title")

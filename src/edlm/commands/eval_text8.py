@@ -1,9 +1,9 @@
 """`edlm eval text8 --out PREFIX`: the text8 benchmark (EDLM's Table 1 and Figure 1 at CPU scale) from
-the bundled text8-small checkpoints or any others; see `edlm.eval.text8_bench` for what it computes."""
+the bundled text8-small checkpoints or any others; see `edlm.bench.text8` for what it computes."""
 
 from __future__ import annotations
 
-from edlm.eval.text8_bench import BUNDLED, Settings
+from edlm.bench.text8 import BUNDLED, Settings
 
 
 def _csv(values) -> str:
@@ -63,10 +63,10 @@ def run(args) -> int:
     from edlm.commands.eval_latency import int_list
     from edlm.data import cache_dir
     from edlm.errors import require
-    from edlm.eval.provenance import git_revision
-    from edlm.eval.text8_bench import Cache, load_models, run_jobs
-    from edlm.eval.text8_report import write
-    from edlm.train.runtime import select_device
+    from edlm.reports.provenance import git_revision
+    from edlm.bench.text8 import Cache, load_models, run_jobs
+    from edlm.bench.text8_report import write
+    from edlm.util.device import select_device
 
     started = time.perf_counter()
     index, _, count = args.shard.partition("/")
@@ -105,7 +105,7 @@ def run(args) -> int:
 
 def describe_machine() -> str:
     """'CPU model (N cores)' or the GPU name, with the torch version."""
-    from edlm.eval.provenance import machine
+    from edlm.reports.provenance import machine
 
     m = machine()
     return f"{m['gpu'] or m['cpu']} ({m['cores']} cores), torch {m['torch']}"

@@ -34,9 +34,9 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from edlm.errors import require
-    from edlm.eval.report import write_report
-    from edlm.eval.specs import load_model_spec
-    from edlm.eval.zeroshot import zeroshot_perplexity
+    from edlm.reports.report import write_report
+    from edlm.loading.specs import load_model_spec
+    from edlm.metrics.zeroshot import zeroshot_perplexity
 
     require(args.batch_size >= 1 and args.num_t >= 1, "--batch-size and --num-t must be at least 1.")
     loaded = load_model_spec(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code)

@@ -1,6 +1,6 @@
 """`edlm export RUN OUT_DIR`: write a run's model (EMA weights unless --no-ema) as a self-contained
-pretrained directory (`model.safetensors` + `edlm_config.json`, see `edlm.pretrained`), loadable with
-`edlm.pretrained.from_pretrained`, as a model spec (`pretrained:DIR` or the bare directory), or from the
+pretrained directory (`model.safetensors` + `edlm_config.json`, see `edlm.loading.pretrained`), loadable with
+`edlm.loading.pretrained.from_pretrained`, as a model spec (`pretrained:DIR` or the bare directory), or from the
 hub once uploaded (`pretrained:ORG/NAME`)."""
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ def register(subparsers) -> None:
 def run(args) -> int:
     import sys
 
-    from edlm.pretrained import save_pretrained
-    from edlm.train.checkpoint import load_model
+    from edlm.loading.pretrained import save_pretrained
+    from edlm.loading.checkpoint import load_model
 
     import torch
 

@@ -1,7 +1,7 @@
 """`edlm sample [--denoiser SPEC] [--energy ar:SPEC] ... --out FILE.jsonl`: sample from a masked
 diffusion model (an edlm checkpoint, a `pretrained:` directory, a `bundled:NAME` model - by default
 `bundled:text8-small-mdlm` - or `hf:ID_OR_PATH` for an MDLM hub checkpoint such as
-`hf:kuleshov-group/mdlm-owt`; see `edlm.eval.specs`), optionally with EDLM
+`hf:kuleshov-group/mdlm-owt`; see `edlm.loading.specs`), optionally with EDLM
 importance-sampled denoising under an AR energy, or (`--sampler glauber`) run Glauber dynamics with
 the AR model of `--energy` as the target and the denoiser as the infill proposal.
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 
-from edlm.sampling.glauber_cli import (
+from edlm.commands.glauber_options import (
     add_glauber_arguments, check_glauber_args, glauber_sample_fields, glauber_settings, run_glauber_from_args)
 
 DEFAULT_DENOISER = "bundled:text8-small-mdlm"
@@ -103,11 +103,11 @@ def check_seq_len(seq_len: int, model, what: str) -> None:
 
 
 def load_denoiser(spec: str, *, device, ema: bool = True):
-    """The `LoadedModel` of a masked diffusion model spec (`edlm.eval.specs`), with a known tokenizer
+    """The `LoadedModel` of a masked diffusion model spec (`edlm.loading.specs`), with a known tokenizer
     that fits its vocabulary; EdlmError otherwise."""
     from edlm.data.tokenizers import check_vocab
     from edlm.errors import require
-    from edlm.eval.specs import load_model_spec
+    from edlm.loading.specs import load_model_spec
 
     loaded = load_model_spec(spec, device=str(device), ema=ema)
     denoiser, tokenizer = loaded.model, loaded.tokenizer
@@ -127,8 +127,8 @@ def load_energy(spec: str, denoiser, tokenizer, seq_len: int, *, device, carry_o
     (vocabulary, mask id), its `tokenizer` and sequences of `seq_len` tokens."""
     from edlm.energy import AREnergy, NCEEnergy, check_compatible
     from edlm.errors import require
-    from edlm.eval.specs import load_model_spec, same_tokenizer
-    from edlm.pretrained import from_pretrained, pretrained_spec
+    from edlm.loading.specs import load_model_spec, same_tokenizer
+    from edlm.loading.pretrained import from_pretrained, pretrained_spec
 
     lm = None
     if spec.startswith("nce:"):
@@ -172,9 +172,9 @@ def run(args) -> int:
     import torch
     import torch.distributed as dist
 
-    import edlm
+    from edlm.sampling import sample
     from edlm.errors import require
-    from edlm.train.atomic import write_text_atomic
+    from edlm.util.atomic import write_text_atomic
     from edlm.train.runtime import runtime
 
     check_args(args)
@@ -208,7 +208,7 @@ def run(args) -> int:
                                                      progress=rt.is_main)
                 extras = glauber_sample_fields(gstats)
             else:
-                mine, stats = edlm.sample(denoiser, block.numel(), seq_len, steps, energy=energy, k=args.k,
+                mine, stats = sample(denoiser, block.numel(), seq_len, steps, energy=energy, k=args.k,
                                           window=args.window, tau=args.tau, prefix=prefix, generator=generator,
                                           batch_size=args.batch_size, return_stats=True, progress=rt.is_main)
                 extras = [dict(ess_mean=None if e != e else e) for e in stats.ess.nanmean(dim=1).tolist()]

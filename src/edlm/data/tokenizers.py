@@ -183,9 +183,10 @@ def _local_or_name(name_or_path: str) -> str:
     return str(Path(name_or_path).expanduser()) if looks_local else name_or_path
 
 
-def build_tokenizer(cfg):
-    """The tokenizer that `cfg.tokenizer` (a DataConfig field) names; see the module docstring."""
-    spec = cfg.tokenizer
+def build_tokenizer(spec):
+    """The tokenizer a spec names (`char`, `gpt2`, `tiktoken:FILE`, `hf:NAME_OR_PATH`; see the module docstring),
+    given as a string or as a DataConfig (its `tokenizer` field)."""
+    spec = getattr(spec, "tokenizer", spec)
     if spec == "char":
         return CharTokenizer()
     if spec == "gpt2":

@@ -6,6 +6,6 @@ vocabulary / mask-id check every sampler and estimator runs before using an ener
 
 from edlm.energy.ar import AREnergy
 from edlm.energy.base import Energy, check_compatible
-from edlm.energy.nce import NCEEnergy
+from edlm.models.nce import NCEEnergy
 
 __all__ = ["AREnergy", "Energy", "NCEEnergy", "check_compatible"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from edlm.errors import require
-from edlm.sampling.device import module_device
+from edlm.util.device import module_device
 
 
 class AREnergy:

@@ -1,13 +1,8 @@
-"""Models: one transformer backbone and the model kinds built on it."""
+"""Models: one transformer backbone and the model kinds built on it (`edlm.models.registry`)."""
 
 from edlm.models.config import ModelConfig
 from edlm.models.lms import CausalLM, MaskedDiffusionLM
+from edlm.models.registry import KINDS, build_model
 from edlm.models.transformer import KVCache, Transformer
 
-
-def build_model(config: ModelConfig):
-    """The model kind that `config.causal` asks for."""
-    return CausalLM(config) if config.causal else MaskedDiffusionLM(config)
-
-
-__all__ = ["ModelConfig", "CausalLM", "MaskedDiffusionLM", "KVCache", "Transformer", "build_model"]
+__all__ = ["KINDS", "ModelConfig", "CausalLM", "MaskedDiffusionLM", "KVCache", "Transformer", "build_model"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 
@@ -46,3 +47,10 @@ class ModelConfig:
     def mask_id(self) -> int:
         """Id of the mask (diffusion) or BOS (causal) input token: one past the data vocabulary."""
         return self.vocab_size
+
+
+def config_differences(a: ModelConfig, b: ModelConfig) -> str:
+    """'model.k=a_value vs b_value, ...' for the fields where two model configs differ."""
+    diffs = [f"model.{f.name}={getattr(a, f.name)!r} vs {getattr(b, f.name)!r}"
+             for f in dataclasses.fields(a) if getattr(a, f.name) != getattr(b, f.name)]
+    return ", ".join(diffs) or "nothing"

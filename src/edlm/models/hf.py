@@ -194,11 +194,10 @@ def check_compatible(lm, vocab_size: int, *, eos_id: int | None = None, tokenize
 def _load_tokenizer(id_or_path: str):
     """The checkpoint's tokenizer (never with remote code), or None. transformers builds an empty
     tokenizer from a model config alone; one that encodes the probe text to nothing counts as absent."""
-    from edlm.config import DataConfig
     from edlm.data import build_tokenizer
 
     try:
-        tokenizer = build_tokenizer(DataConfig(tokenizer=HF_PREFIX + id_or_path))
+        tokenizer = build_tokenizer(HF_PREFIX + id_or_path)
     except EdlmError:
         return None
     return tokenizer if tokenizer.encode(PROBE_TEXT) else None

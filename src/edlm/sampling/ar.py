@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from edlm.errors import require
 from edlm.sampling.categorical import sample_categorical, top_p_filter
 from edlm.sampling.conditioning import fixed_tokens
-from edlm.sampling.device import module_device
+from edlm.util.device import module_device
 
 
 @torch.no_grad()

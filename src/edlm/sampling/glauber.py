@@ -49,7 +49,7 @@ from edlm.errors import require
 from edlm.sampling.ar import ar_sample
 from edlm.sampling.categorical import draw_rows, rows_per_chunk
 from edlm.sampling.conditioning import fixed_tokens
-from edlm.sampling.device import module_device, uniform
+from edlm.util.device import module_device, uniform
 
 PARALLEL_TESTS = ("joint", "per_site")
 # names in GlauberStats.calls

@@ -33,7 +33,7 @@ from edlm.energy.base import check_compatible
 from edlm.errors import require
 from edlm.sampling.categorical import draw_rows
 from edlm.sampling.conditioning import fixed_tokens
-from edlm.sampling.device import module_device, uniform
+from edlm.util.device import module_device, uniform
 from edlm.sampling.importance import importance_resample
 
 

@@ -34,12 +34,15 @@ from torch import nn
 from edlm.config import RunConfig
 from edlm.data import load_split
 from edlm.errors import EdlmError, require
-from edlm.train.checkpoint import latest_checkpoint, read_checkpoint, restore_training_state, save_checkpoint
+from edlm.loading.checkpoint import read_checkpoint
+from edlm.train.checkpointing import checkpoint_position, latest_checkpoint, restore_training_state, save_checkpoint
 from edlm.train.metrics import MetricsLog
+from edlm.models import build_model
 from edlm.train.objectives import objective_class
 from edlm.train.optim import EMA, build_optimizer, check_optim_config, learning_rate
 from edlm.train.order import DataOrder, DataPosition, derive_seed, seeded_generator, shard
-from edlm.train.runtime import Runtime, amp_dtype, autocast, runtime
+from edlm.train.runtime import Runtime, runtime
+from edlm.util.device import amp_dtype, autocast
 
 
 @dataclass
@@ -112,14 +115,14 @@ class Trainer:
 
         objective_cls = objective_class(tc.objective)
         torch.manual_seed(derive_seed(tc.seed, "init"))
-        self.model = objective_cls.build_model(cfg).to(rt.device)
+        self.model = build_model(cfg.model, tc.objective).to(rt.device)
         self.objective = objective_cls(cfg, self.model, rt.device)
         self.ema = EMA(self.model, tc.ema)
         self.optimizer = build_optimizer(self.model, tc, rt.device)
         self.step, self.position = 0, DataPosition()
         if self.resumed is not None:
             restore_training_state(self.resumed, self.model, self.ema.model, self.optimizer)
-            self.step, self.position = self.resumed.step, self.resumed.position
+            self.step, self.position = self.resumed.step, checkpoint_position(self.resumed)
 
         self.train_data = load_split(cfg.data, "train")
         self.order = DataOrder(len(self.train_data), tc.batch_size, tc.seed)

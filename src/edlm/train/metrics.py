@@ -12,7 +12,7 @@ import importlib.util
 import json
 from pathlib import Path
 
-from edlm.train.atomic import write_text_atomic
+from edlm.util.atomic import write_text_atomic
 
 METRICS_FILE = "metrics.jsonl"
 

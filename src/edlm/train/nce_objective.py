@@ -38,8 +38,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from edlm.diffusion import antithetic_times, forward_mask, make_schedule
-from edlm.energy.nce import NCEEnergy, config_differences
 from edlm.errors import require
+from edlm.models.config import config_differences
+from edlm.models.nce import NCEEnergy
 from edlm.sampling.categorical import rows_per_chunk
 from edlm.train.objectives import register_objective
 
@@ -88,7 +89,7 @@ def draw_negatives(logits: torch.Tensor, xt: torch.Tensor, mask_id: int, u: torc
 
 def load_frozen_denoiser(spec: str, cfg, device) -> nn.Module:
     """The EMA denoiser of mdlm checkpoint `spec`, checked against the run config `cfg` and frozen."""
-    from edlm.train.checkpoint import load_model
+    from edlm.loading.checkpoint import load_model
 
     require(bool(spec), "train.objective=nce needs train.init_from=CKPT, the mdlm checkpoint whose denoiser "
             "proposes the negatives and initialises the energy.")
@@ -122,12 +123,6 @@ class NCEObjective:
     callers that hold a denoiser already); the training loop never passes it."""
 
     metric = "nce"
-
-    @staticmethod
-    def build_model(cfg) -> nn.Module:
-        require(not cfg.model.causal, "train.objective=nce trains a bidirectional energy; set model.causal=false "
-                "(the mdlm denoiser's model config).")
-        return NCEEnergy(cfg.model)
 
     def __init__(self, cfg, model: nn.Module, device: torch.device, denoiser=None) -> None:
         tc = cfg.train

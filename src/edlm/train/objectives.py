@@ -1,10 +1,9 @@
 """Training objectives, pluggable by name (`train.objective`).
 
-An objective is a class registered with `@register_objective(name)` that provides
+An objective is a class registered with `@register_objective(name)`. It trains the model kind of the
+same name (`edlm.models.registry`), which the loop builds from `cfg.model`. The class provides
 
-- `build_model(cfg) -> nn.Module` (static): the trainable model, freshly initialised from `cfg`.
-  `load_model` uses it to rebuild a checkpoint's model, so it must not load anything.
-- `__init__(cfg, model, device)`: everything else the objective needs. This is where an objective
+- `__init__(cfg, model, device)`: everything the objective needs. This is where an objective
   loads extra frozen models or initial weights from `cfg.train.init_from` (the NCE objective builds
   its frozen denoiser here).
 - `prepare(x0, generator) -> dict[str, Tensor]`: every random choice of one optimizer step, drawn
@@ -18,7 +17,7 @@ An objective is a class registered with `@register_objective(name)` that provide
 - `metric`: what the loss estimates, for logs ("nelbo", "nll", ...).
 
 An objective in a module of its own is listed in `OBJECTIVE_MODULES`, so that `objective_class`
-(and with it `edlm train` and `load_model`) finds it without the caller importing anything.
+(and with it `edlm train`) finds it without the caller importing anything.
 """
 
 from __future__ import annotations
@@ -30,7 +29,6 @@ from torch import nn
 
 from edlm.diffusion import antithetic_times, ar_loss, forward_mask, make_schedule, masked_token_nll
 from edlm.errors import require
-from edlm.models import build_model
 
 OBJECTIVES: dict[str, type] = {}
 # Objectives that live in their own modules, imported on first use (they import this module to register).
@@ -56,7 +54,7 @@ def objective_class(name: str) -> type:
 
 def init_weights_from(model: nn.Module, spec: str) -> None:
     """Copy the (EMA) weights of checkpoint `spec` into `model`, whose architecture must match."""
-    from edlm.train.checkpoint import load_state_dict
+    from edlm.loading.checkpoint import load_state_dict
 
     state, _ = load_state_dict(spec, ema=True)
     missing, unexpected = model.load_state_dict(state, strict=False)
@@ -74,11 +72,6 @@ class MDLMObjective:
     """
 
     metric = "nelbo"
-
-    @staticmethod
-    def build_model(cfg) -> nn.Module:
-        require(not cfg.model.causal, "train.objective=mdlm needs a bidirectional model; set model.causal=false.")
-        return build_model(cfg.model)
 
     def __init__(self, cfg, model: nn.Module, device: torch.device) -> None:
         self.schedule = make_schedule(cfg.train.schedule, cfg.train.eps)
@@ -103,12 +96,6 @@ class ARObjective:
     """Autoregressive next-token cross-entropy on the causal backbone; no randomness."""
 
     metric = "nll"
-
-    @staticmethod
-    def build_model(cfg) -> nn.Module:
-        require(cfg.model.causal, "train.objective=ar needs a causal model; set model.causal=true "
-                "(and model.adaln=false for a plain GPT-style model).")
-        return build_model(cfg.model)
 
     def __init__(self, cfg, model: nn.Module, device: torch.device) -> None:
         if cfg.train.init_from:

@@ -1,4 +1,4 @@
-"""Where training runs: device choice, the process group under `torchrun`, and precision.
+"""Where training runs: this process's rank, world size and device under `torchrun`.
 
 One process and N processes share one code path. Under `torchrun` (which sets RANK, WORLD_SIZE
 and LOCAL_RANK) the process group is initialised with NCCL on CUDA and gloo on CPU; alone, the
@@ -14,27 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from edlm.errors import EdlmError, require
-
-PRECISIONS = ("auto", "bf16", "fp32")
-
-
-def select_device(name: str = "auto", local_rank: int = 0) -> torch.device:
-    """`auto`: CUDA device `local_rank` when CUDA is available, else the CPU; otherwise the named device."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise EdlmError(f"device {name!r} is not a device name; use auto, cpu, cuda, cuda:N or mps.") from None
-    if device.type == "cuda":
-        require(torch.cuda.is_available(), f"device {name!r} was requested but CUDA is not available; use device=auto or cpu.")
-        if device.index is None:
-            device = torch.device("cuda", local_rank)
-        require(device.index < torch.cuda.device_count(),
-                f"device {device} does not exist (this machine has {torch.cuda.device_count()} GPUs); "
-                "start fewer processes per node.")
-    return device
+from edlm.util.device import select_device
 
 
 @dataclass(frozen=True)
@@ -81,19 +61,3 @@ def runtime(device_name: str = "auto"):
     finally:
         if owns_group:
             dist.destroy_process_group()
-
-
-def amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype that `train.precision` asks for on `device` (None: plain fp32).
-
-    "auto" is bf16 autocast on CUDA and fp32 elsewhere; "bf16" requires CUDA; "fp32" never autocasts.
-    """
-    require(precision in PRECISIONS, f"train.precision={precision!r} is unknown; use one of {PRECISIONS}.")
-    require(precision != "bf16" or device.type == "cuda",
-            f"train.precision=bf16 needs a CUDA device, not {device}; use precision=auto or fp32.")
-    return torch.bfloat16 if device.type == "cuda" and precision != "fp32" else None
-
-
-def autocast(dtype: torch.dtype | None, device: torch.device):
-    """An autocast context for `dtype` on `device`, or a no-op context for None."""
-    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()

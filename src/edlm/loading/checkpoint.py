@@ -14,9 +14,7 @@ Layout of a run directory (`train.out_dir`):
 
 A checkpoint directory is written under a temporary name, fsynced and renamed into place, and only
 then does `latest` (itself replaced atomically) point to it; a crash at any moment leaves the
-previous checkpoint and pointer intact. The data order and every random draw are functions of
-`train.seed` and the step (see `edlm.train.order`), so step and data position are all the
-random state a resumed run needs.
+previous checkpoint and pointer intact (`edlm.train.checkpointing` writes them; this module reads them).
 
 Checkpoint specs accepted everywhere: a run directory (its latest checkpoint), its `checkpoints/`
 directory, one checkpoint directory, or any of these prefixed with `ckpt:`.
@@ -24,22 +22,18 @@ directory, one checkpoint directory, or any of these prefixed with `ckpt:`.
 
 from __future__ import annotations
 
-import json
-import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from edlm.config import RunConfig, read_run_json
 from edlm.errors import EdlmError, require
-from edlm.train.atomic import atomic_directory, remove_stale_temporaries, write_text_atomic
-from edlm.train.order import DataPosition
-from edlm.train.treeio import join_tree, split_tree
+from edlm.models import build_model
+from edlm.util.device import select_device
 
 FORMAT = "edlm-checkpoint"
 VERSION = 1
@@ -52,51 +46,6 @@ STEP_PREFIX = "step_"
 
 def checkpoint_name(step: int) -> str:
     return f"{STEP_PREFIX}{step:08d}"
-
-
-def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-
-
-def save_checkpoint(out_dir, *, step: int, position: DataPosition, config: RunConfig, model: nn.Module,
-                    ema_model: nn.Module, optimizer: torch.optim.Optimizer, keep_last: int = 0) -> Path:
-    """Write checkpoint `step` of the run in `out_dir` atomically, point `latest` to it, and prune.
-
-    Pruning removes checkpoints of later steps (left by a run that was resumed from an earlier one)
-    and, when keep_last > 0, all but the newest `keep_last` ones. Returns the checkpoint directory.
-    """
-    root = Path(out_dir) / CHECKPOINTS_DIR
-    root.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(root)
-    final = root / checkpoint_name(step)
-    optimizer_tensors, optimizer_skeleton = split_tree(optimizer.state_dict())
-    with atomic_directory(final) as tmp:
-        for kind, tensors in (("model", _cpu_state(model)), ("ema", _cpu_state(ema_model)),
-                              ("optimizer", optimizer_tensors)):
-            save_file(tensors, str(tmp / TENSOR_FILES[kind]))
-        from edlm import __version__
-
-        state = {
-            "format": FORMAT, "version": VERSION, "step": step,
-            "data_position": {"epoch": position.epoch, "offset": position.offset},
-            "config": config.to_dict(), "optimizer": optimizer_skeleton,
-            "files": {name: (tmp / name).stat().st_size for name in TENSOR_FILES.values()},
-            "edlm_version": __version__, "torch_version": torch.__version__,
-            "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
-        (tmp / STATE_FILE).write_text(json.dumps(state, indent=1))
-    write_text_atomic(root / LATEST, final.name + "\n")
-    _prune(root, step, keep_last)
-    return final
-
-
-def _prune(root: Path, step: int, keep_last: int) -> None:
-    steps = sorted(int(p.name[len(STEP_PREFIX):]) for p in root.glob(STEP_PREFIX + "*")
-                   if p.is_dir() and p.name[len(STEP_PREFIX):].isdigit())
-    older = [s for s in steps if s <= step]
-    doomed = [s for s in steps if s > step] + (older[:-keep_last] if keep_last > 0 else [])
-    for s in doomed:
-        shutil.rmtree(root / checkpoint_name(s), ignore_errors=True)
 
 
 def resolve_checkpoint(path_or_spec) -> Path:
@@ -118,12 +67,6 @@ def resolve_checkpoint(path_or_spec) -> Path:
                     "pass the train.out_dir of a run or one of its checkpoints/step_* directories.")
 
 
-def latest_checkpoint(out_dir) -> Path | None:
-    """The newest checkpoint of the run in `out_dir`, or None when it has none yet."""
-    root = Path(out_dir) / CHECKPOINTS_DIR
-    return resolve_checkpoint(root) if (root / LATEST).is_file() else None
-
-
 @dataclass
 class Checkpoint:
     """A checkpoint directory whose state.json has been read and checked."""
@@ -135,10 +78,6 @@ class Checkpoint:
     @property
     def step(self) -> int:
         return int(self.state["step"])
-
-    @property
-    def position(self) -> DataPosition:
-        return DataPosition(**self.state["data_position"])
 
     def tensors(self, kind: str) -> dict[str, torch.Tensor]:
         """The tensors of file `kind` ("model", "ema" or "optimizer") on the CPU, after a size check."""
@@ -162,7 +101,7 @@ def read_checkpoint(path_or_spec) -> Checkpoint:
     return Checkpoint(path, state, config)
 
 
-def _load_into(module: nn.Module, tensors: dict[str, torch.Tensor], ckpt: Checkpoint, kind: str) -> None:
+def load_weights_into(module: nn.Module, tensors: dict[str, torch.Tensor], ckpt: Checkpoint, kind: str) -> None:
     try:
         module.load_state_dict(tensors)
     except RuntimeError as err:
@@ -174,7 +113,7 @@ def _load_into(module: nn.Module, tensors: dict[str, torch.Tensor], ckpt: Checkp
 def load_state_dict(path_or_spec, *, ema: bool = True) -> tuple[dict[str, torch.Tensor], RunConfig]:
     """(EMA or trained weights on the CPU, RunConfig) of a checkpoint spec (or of a pretrained directory,
     `pretrained:DIR_OR_ID` or a local directory with edlm_config.json, which holds one set of weights)."""
-    from edlm.pretrained import load_pretrained_state, pretrained_spec
+    from edlm.loading.pretrained import load_pretrained_state, pretrained_spec
 
     name = pretrained_spec(path_or_spec)
     if name is not None:
@@ -188,31 +127,17 @@ def load_model(path_or_spec, *, ema: bool = True, device=None) -> tuple[nn.Modul
 
     `path_or_spec`: a run directory, a checkpoint directory, or `ckpt:PATH`. `device`: where to put
     the model; None picks CUDA when available, else the CPU. A pretrained directory
-    (`pretrained:DIR_OR_ID`, or a local directory with edlm_config.json; see `edlm.pretrained`) loads
-    through `edlm.pretrained.from_pretrained`; it holds one set of weights, so `ema` does not apply.
+    (`pretrained:DIR_OR_ID`, or a local directory with edlm_config.json; see `edlm.loading.pretrained`) loads
+    through `edlm.loading.pretrained.from_pretrained`; it holds one set of weights, so `ema` does not apply.
     """
-    from edlm.pretrained import from_pretrained, pretrained_spec
+    from edlm.loading.pretrained import from_pretrained, pretrained_spec
 
     name = pretrained_spec(path_or_spec)
     if name is not None:
         return from_pretrained(name, device=device)
-    from edlm.train.objectives import objective_class
-    from edlm.train.runtime import select_device
 
     ckpt = read_checkpoint(path_or_spec)
     kind = "ema" if ema else "model"
-    model = objective_class(ckpt.config.train.objective).build_model(ckpt.config)
-    _load_into(model, ckpt.tensors(kind), ckpt, kind)
+    model = build_model(ckpt.config.model, ckpt.config.train.objective)
+    load_weights_into(model, ckpt.tensors(kind), ckpt, kind)
     return model.to(device if device is not None else select_device()).eval(), ckpt.config
-
-
-def restore_training_state(ckpt: Checkpoint, model: nn.Module, ema_model: nn.Module,
-                           optimizer: torch.optim.Optimizer) -> None:
-    """Load a checkpoint's trained weights, EMA weights and optimizer state into a fresh run."""
-    _load_into(model, ckpt.tensors("model"), ckpt, "model")
-    _load_into(ema_model, ckpt.tensors("ema"), ckpt, "ema")
-    try:
-        optimizer.load_state_dict(join_tree(ckpt.tensors("optimizer"), ckpt.state["optimizer"]))
-    except (KeyError, ValueError) as err:
-        raise EdlmError(f"the optimizer state in {ckpt.path} does not fit the model ({err}); "
-                        "the checkpoint is corrupt or was written by an incompatible edlm.") from None

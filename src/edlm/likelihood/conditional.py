@@ -33,7 +33,7 @@ import torch
 
 from edlm.diffusion.schedules import antithetic_times
 from edlm.errors import require
-from edlm.sampling.device import module_device
+from edlm.util.device import module_device
 
 
 @dataclass

@@ -41,11 +41,8 @@ import torch
 from torch import nn
 
 from edlm.errors import require
-from edlm.models.config import ModelConfig
+from edlm.models.config import ModelConfig, config_differences
 from edlm.models.lms import BackboneModel
-
-SPEC_PREFIX = "nce:"
-
 
 class NCEEnergy(BackboneModel):
     """Bidirectional residual energy `E_phi(x0, xt, t)` on the shared backbone (see the module doc).
@@ -98,23 +95,6 @@ class NCEEnergy(BackboneModel):
             nn.init.zeros_(self.head.weight)
             nn.init.zeros_(self.head.bias)
 
-    @classmethod
-    def from_checkpoint(cls, spec: str, *, ema: bool = True, device=None) -> "NCEEnergy":
-        """The energy of an `edlm train ... train.objective=nce` checkpoint, in eval mode.
-
-        spec: `nce:CKPT` or CKPT, where CKPT is a run directory, a checkpoint directory or `ckpt:PATH`.
-        device: None picks CUDA when available, else the CPU.
-        """
-        from edlm.train.checkpoint import load_model, read_checkpoint
-
-        path = spec[len(SPEC_PREFIX):] if spec.startswith(SPEC_PREFIX) else spec
-        require(bool(path), f"energy spec {spec!r} names no checkpoint; write nce:CKPT.")
-        objective = read_checkpoint(path).config.train.objective
-        require(objective == "nce", f"checkpoint {path!r} was trained with train.objective={objective}, not nce; "
-                "pass a checkpoint written by edlm train ... train.objective=nce.")
-        model, _ = load_model(path, ema=ema, device=device)
-        return model
-
     # ----------------------------------------------------------------------------------------------
     # the energy
 
@@ -152,12 +132,3 @@ class NCEEnergy(BackboneModel):
         c = self.config
         return (f"vocab_size={c.vocab_size}, n_layers={c.n_layers}, d_model={c.d_model}, "
                 f"time_conditioning={c.time_conditioning}")
-
-
-def config_differences(a: ModelConfig, b: ModelConfig) -> str:
-    """'model.k=a_value vs b_value, ...' for the fields where two model configs differ."""
-    import dataclasses
-
-    diffs = [f"model.{f.name}={getattr(a, f.name)!r} vs {getattr(b, f.name)!r}"
-             for f in dataclasses.fields(a) if getattr(a, f.name) != getattr(b, f.name)]
-    return ", ".join(diffs) or "nothing"

@@ -7,7 +7,7 @@ on that MDLM, and an oracle AR model (another seed and data order) that only jud
 The work is a list of jobs, each cached as one JSON file under `cache` as soon as it finishes, keyed by
 its settings and the sha256 of every checkpoint file; a rerun skips cached jobs, and `shard=(i, n)`
 runs every n-th job of the plan ordered by estimated cost, starting at i, so n processes share the work.
-The report (`edlm.eval.text8_report`) is written once every job is cached.
+The report (`edlm.bench.text8_report`) is written once every job is cached.
 
 - table (Table 1): test bits per character. Exact AR NLL and the MDLM NELBO (an upper bound) on the
   whole test split; on an evenly spaced subset of `table_sequences` test sequences, the same two plus,
@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 
 from edlm.errors import require
-from edlm.train.atomic import write_text_atomic
+from edlm.util.atomic import write_text_atomic
 
 BENCH_VERSION = 1
 BUNDLED = {"mdlm": "bundled:text8-small-mdlm", "ar": "bundled:text8-small-ar",
@@ -113,8 +113,8 @@ class Job:
 
 def fingerprint(spec: str) -> str:
     """sha256 over the safetensors files of the directory a model spec names (order-independent)."""
-    from edlm.pretrained import pretrained_spec
-    from edlm.train.checkpoint import resolve_checkpoint
+    from edlm.loading.pretrained import pretrained_spec
+    from edlm.loading.checkpoint import resolve_checkpoint
 
     name = pretrained_spec(spec)
     directory = Path(name) if name is not None else resolve_checkpoint(spec)
@@ -128,7 +128,7 @@ def load_models(specs: dict, *, device=None, data_path: str = "") -> Models:
     """Load the four models of `specs` ({"mdlm", "ar", "nce", "oracle"} -> model spec) and the test split."""
     from edlm.data import build_tokenizer, load_split
     from edlm.energy import NCEEnergy, check_compatible
-    from edlm.train.checkpoint import load_model
+    from edlm.loading.checkpoint import load_model
 
     loaded, configs = {}, {}
     for role in ("mdlm", "ar", "nce", "oracle"):
@@ -189,7 +189,7 @@ def method_name(energy: str, k: int, window: float) -> str:
 def judge(models: Models, samples: torch.Tensor) -> dict:
     """Oracle NLL (bits per character, mean over samples and its standard error), generative perplexity
     per character, mean unigram entropy (nats), and the first sample's text, for samples Long[N, L]."""
-    from edlm.eval.generative import bits_per_token, unigram_entropy
+    from edlm.metrics.generative import bits_per_token, unigram_entropy
 
     rows = samples.cpu().tolist()
     per_sample = torch.tensor(bits_per_token(models.oracle, rows, 64), dtype=torch.float64)
@@ -200,18 +200,18 @@ def judge(models: Models, samples: torch.Tensor) -> dict:
 
 
 def _likelihood(models: Models, p: dict, settings: Settings) -> dict:
-    import edlm
+    from edlm.likelihood import nelbo
 
     data = models.test if p["data"] == "full" else subset(models.test, p["n"])
     g = torch.Generator().manual_seed(settings.seed)
     if p["model"] == "AR":
-        result = edlm.nelbo(models.ar, data, batch_size=64)
+        result = nelbo(models.ar, data, batch_size=64)
     elif p["model"] == "MDLM":
-        result = edlm.nelbo(models.mdlm, data, num_t=p["num_t"], generator=g, batch_size=64)
+        result = nelbo(models.mdlm, data, num_t=p["num_t"], generator=g, batch_size=64)
     else:
         name = p["model"].split("-", 1)[1]
         energy = models.energy("ar", carry_over=True) if name == "coar" else models.energy(name)
-        result = edlm.nelbo(models.mdlm, data, energy=energy, num_t=p["num_t"], num_z=p["num_z"], generator=g,
+        result = nelbo(models.mdlm, data, energy=energy, num_t=p["num_t"], num_z=p["num_z"], generator=g,
                             batch_size=4, estimator=p["estimator"])
     tokens = data.numel()
     mc_se = math.sqrt(float(torch.nan_to_num(result.stderr).pow(2).sum())) / tokens
@@ -232,12 +232,12 @@ def _reference(models: Models, p: dict, settings: Settings) -> dict:
 
 
 def _generation(models: Models, p: dict, settings: Settings) -> dict:
-    import edlm
+    from edlm.sampling import sample
 
     energy = None if p["energy"] == "mdlm" else models.energy(p["energy"])
     g = torch.Generator().manual_seed(settings.seed)
     start = time.perf_counter()
-    samples, stats = edlm.sample(models.mdlm, p["n"], p["seq_len"], p["steps"], energy=energy, k=p["k"],
+    samples, stats = sample(models.mdlm, p["n"], p["seq_len"], p["steps"], energy=energy, k=p["k"],
                                  window=p["window"], generator=g, return_stats=True)
     wall = time.perf_counter() - start
     (calls_d, rows_d), (calls_e, rows_e) = stats.count("denoiser"), stats.count("energy")

@@ -28,7 +28,7 @@ from edlm.diffusion.process import forward_mask
 from edlm.diffusion.schedules import LogLinearSchedule
 from edlm.energy.base import check_compatible
 from edlm.errors import require
-from edlm.sampling.device import module_device
+from edlm.util.device import module_device
 from edlm.sampling.importance import draw_candidates
 
 SERIES = ("positive", "negative_mean", "negative_min", "negative_max", "gap", "gap_stderr",

@@ -48,7 +48,7 @@ from numbers import Integral, Real
 from pathlib import Path
 
 from edlm.errors import EdlmError, require
-from edlm.train.atomic import write_bytes_atomic
+from edlm.util.atomic import write_bytes_atomic
 
 METRICS = ("gen_ppl", "oracle_nll")
 ENTROPY_UNITS = ("nats", "bits")

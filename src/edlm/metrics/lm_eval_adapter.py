@@ -1,6 +1,6 @@
 """lm-evaluation-harness adapter: edlm diffusion and AR models as the lm-eval model `edlm`.
 
-    from edlm.eval.lm_eval_adapter import EdlmLM, register
+    from edlm.metrics.lm_eval_adapter import EdlmLM, register
     lm = EdlmLM(model=denoiser, tokenizer=tok, num_mc=32)          # any object of the protocols
     lm_eval.simple_evaluate(model=lm, tasks=[...], task_manager=...)
     register(); lm_eval.simple_evaluate(model="edlm", model_args="pretrained=ckpt:runs/x,num_mc=32", ...)
@@ -8,12 +8,12 @@
 Command line (lm-eval has no plugin hook for models, so this module registers `edlm` and then runs
 lm-eval's own CLI with the same arguments):
 
-    python -m edlm.eval.lm_eval_adapter run --model edlm \\
+    python -m edlm.metrics.lm_eval_adapter run --model edlm \\
         --model_args pretrained=ckpt:runs/owt-mdlm,num_mc=32,batch_size=64 --tasks hellaswag,piqa
-    python -m edlm.eval.lm_eval_adapter run --model edlm --model_args pretrained=hf:gpt2 --tasks lambada_openai
+    python -m edlm.metrics.lm_eval_adapter run --model edlm --model_args pretrained=hf:gpt2 --tasks lambada_openai
 
 The kind is detected from the model: a causal LM (edlm AR checkpoint, `hf:` model) gives exact
-log-likelihoods; a denoiser gives the Monte Carlo ELBO of `edlm.eval.conditional` (context clamped,
+log-likelihoods; a denoiser gives the Monte Carlo ELBO of `edlm.likelihood.conditional` (context clamped,
 only the continuation masked, `num_mc` antithetic times). Both define the greedy check there.
 
 model_args: `pretrained` (a model spec: ckpt:PATH, a path, hf:ID_OR_PATH), `num_mc` (32), `seed` (0),
@@ -39,8 +39,8 @@ from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 from tqdm.auto import tqdm
 
 from edlm.errors import EdlmError, require
-from edlm.eval.conditional import causal_scores, diffusion_scores
-from edlm.eval.samples import encode_text
+from edlm.likelihood.conditional import causal_scores, diffusion_scores
+from edlm.metrics.samples import encode_text
 from edlm.models.hf import HFCausalLM
 
 MODEL_NAME = "edlm"
@@ -60,7 +60,7 @@ class EdlmLM(LM):
         require((pretrained is None) != (model is None), "pass exactly one of pretrained=SPEC or model=OBJECT.")
         default_len = None
         if pretrained is not None:
-            from edlm.eval.specs import load_model_spec
+            from edlm.loading.specs import load_model_spec
 
             loaded = load_model_spec(str(pretrained), device=device or "auto", dtype=dtype,
                                      trust_remote_code=bool(trust_remote_code))
@@ -73,7 +73,7 @@ class EdlmLM(LM):
         self.batch_size = 64 if batch_size in (None, "auto") or str(batch_size).startswith("auto") else int(batch_size)
         require(self.batch_size >= 1, f"batch_size={batch_size} must be at least 1.")
         if self.causal:
-            from edlm.eval.generative import context_length
+            from edlm.metrics.generative import context_length
 
             self.max_len = context_length(model)
         else:
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    # Import under the module's own name so that the registered class is edlm.eval.lm_eval_adapter.EdlmLM.
-    from edlm.eval.lm_eval_adapter import main as _main
+    # Import under the module's own name so that the registered class is edlm.metrics.lm_eval_adapter.EdlmLM.
+    from edlm.metrics.lm_eval_adapter import main as _main
 
     _main()

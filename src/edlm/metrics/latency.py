@@ -31,7 +31,7 @@ from typing import Callable
 import torch
 
 from edlm.errors import require
-from edlm.sampling.device import module_device
+from edlm.util.device import module_device
 
 
 def synchronizer(device: torch.device) -> Callable[[], None]:
@@ -199,8 +199,8 @@ def measure_diffusion(denoiser, num_samples: int, seq_len: int, steps: int, *, e
                       warmup: int = 1, seed: int = 0, amp_dtype: torch.dtype | None = None,
                       clock: Callable[[], float] | None = None, label: str | None = None) -> LatencyMeasurement:
     """Time `edlm.sample` (MDLM, or EDLM when an energy, k > 1 and window > 0 are given)."""
-    import edlm
-    from edlm.train.runtime import autocast
+    from edlm.sampling import sample
+    from edlm.util.device import autocast
 
     _check_common(num_samples, seq_len, batch_size)
     edlm_row = energy is not None and k > 1 and window > 0
@@ -211,7 +211,7 @@ def measure_diffusion(denoiser, num_samples: int, seq_len: int, steps: int, *, e
     def run(i: int):
         generator = torch.Generator(device=device).manual_seed(seed + i)
         with autocast(amp_dtype, device):
-            _, stats = edlm.sample(denoiser, num_samples, seq_len, steps, energy=energy, k=k, window=window,
+            _, stats = sample(denoiser, num_samples, seq_len, steps, energy=energy, k=k, window=window,
                                    tau=tau, generator=generator, batch_size=batch_size, return_stats=True)
         return stats
 
@@ -239,7 +239,7 @@ def measure_ar(lm, num_samples: int, seq_len: int, *, batch_size: int | None = N
                clock: Callable[[], float] | None = None, label: str = "AR (KV cache)") -> LatencyMeasurement:
     """Time `edlm.sampling.ar_sample` (temperature 1, no top-p: the same plain sampling as MDLM)."""
     from edlm.sampling import ar_sample
-    from edlm.train.runtime import autocast
+    from edlm.util.device import autocast
 
     _check_common(num_samples, seq_len, batch_size)
     device = module_device(lm)
@@ -308,7 +308,7 @@ def latency_benchmark(*, denoiser=None, energy=None, ar=None, mdlm: bool = True,
     `edlm.sampling.ar`. precision: "auto" (bf16 autocast on CUDA), "bf16" or "fp32" as in training.
     models: what to record about the models (spec, parameters) in the result.
     """
-    from edlm.train.runtime import amp_dtype as precision_dtype
+    from edlm.util.device import amp_dtype as precision_dtype
 
     require(ar is not None or (denoiser is not None and (mdlm or energy is not None)),
             "nothing to time: pass a denoiser (with mdlm=True or an energy), an AR model, or both.")

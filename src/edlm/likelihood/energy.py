@@ -3,7 +3,7 @@
 The corrected kernel is `p(x0 | xt) = mu(x0 | xt) exp(-E(x0, xt, t)) / Z(xt)` with the partition
 function `Z(xt) = E_{x ~ mu(.|xt)}[exp(-E(x, xt, t))]`, estimated from `num_z` proposal draws by
 Theorem 1 of the EDLM paper (`log_z_low`, `log_z_high`). Times t ~ U(0, 1] (antithetic, `num_t` per
-sequence) and xt masks each token with probability t, as in `edlm.eval.likelihood.mdlm_nelbo`.
+sequence) and xt masks each token with probability t, as in `edlm.likelihood.nelbo.mdlm_nelbo`.
 
 Two estimators (`estimator=`):
 - "marginal" (kind "estimate", the default): the continuous-time NELBO needs, per masked position,
@@ -32,9 +32,9 @@ from edlm.diffusion.process import forward_mask
 from edlm.diffusion.schedules import LogLinearSchedule, antithetic_times
 from edlm.energy.base import check_compatible
 from edlm.errors import require
-from edlm.eval.likelihood import NelboResult
+from edlm.likelihood.result import NelboResult
 from edlm.sampling.categorical import rows_per_chunk
-from edlm.sampling.device import module_device, uniform
+from edlm.util.device import module_device, uniform
 from edlm.sampling.importance import draw_candidates
 
 ESTIMATORS = {"marginal": "estimate", "paper_eq13": "paper_eq13"}

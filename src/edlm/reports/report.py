@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from edlm.train.atomic import write_text_atomic
+from edlm.util.atomic import write_text_atomic
 
 
 def jsonable(value):
@@ -46,7 +46,7 @@ def write_report(prefix: str | Path, title: str, results: dict, rows: list[dict]
                  notes: str = "") -> tuple[Path, Path]:
     """Write PREFIX.json ({"command", "edlm_version", "time", "results"}) and PREFIX.md (title, table,
     notes). Returns both paths."""
-    from edlm import __version__
+    from edlm.version import __version__
 
     prefix = Path(prefix)
     payload = {"command": sys.argv, "edlm_version": __version__,

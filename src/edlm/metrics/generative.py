@@ -2,7 +2,7 @@
 
 - Generative perplexity under an oracle causal LM (anything with `token_logprobs`: an edlm `CausalLM`,
   an `HFCausalLM`, ...). Each sample is prepared by the EOS and retokenisation rules of
-  `edlm.eval.samples`; the oracle scores its content tokens and, when the sample was ended by an EOS
+  `edlm.metrics.samples`; the oracle scores its content tokens and, when the sample was ended by an EOS
   and `count_eos` is true, the oracle's EOS after them (so a model is charged for ending a document).
   Position 0 is conditioned on the oracle's BOS. Two numbers, since papers differ:
   `ppl = exp(sum of token NLLs / number of scored tokens)` over all samples, and
@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from edlm.errors import require
-from edlm.eval.samples import Prepared, Sample, prepare, same_tokenizer
+from edlm.metrics.samples import Prepared, Sample, prepare, same_tokenizer
 
 
 def unigram_entropy(tokens: list[int]) -> float:

@@ -170,7 +170,7 @@ def load_mapped(model: MaskedDiffusionLM, mapped: Mapping[str, torch.Tensor]) ->
     require(not (unfilled or extra or wrong),
             f"the MDLM mapping does not fit edlm's MaskedDiffusionLM (unfilled: {_listing(unfilled)}; "
             f"extra: {_listing(extra)}; wrong shapes: {_listing(wrong)}); the backbone has changed, so "
-            "update edlm/models/mdlm_hub.py.")
+            "update edlm/loading/mdlm_hub.py.")
     model.load_state_dict(dict(mapped), strict=True)
 
 

@@ -4,7 +4,7 @@ Protocol (seed 003): human reference texts are cut into windows of `prompt_len +
 (50 + 50) in the samples' tokenizer; the first `prompt_len` tokens of each window are the prompts
 the model continues. Every sample (one JSONL file or `seed` value per sampling seed) holds the prompt
 and its continuation; its continuation is cut at the first EOS (the EOS rule of
-`edlm.eval.samples`). `span` picks what is featurized: "full" (prompt + continuation, the default)
+`edlm.metrics.samples`). `span` picks what is featurized: "full" (prompt + continuation, the default)
 or "continuation". MAUVE is computed for each seed against the same reference features, and the
 mean and the sample standard deviation (ddof = 1) over seeds are reported.
 
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from edlm.errors import EdlmError, require
-from edlm.eval.samples import Sample, encode_text, same_tokenizer
+from edlm.metrics.samples import Sample, encode_text, same_tokenizer
 
 POOLS = ("last", "mean")
 SPANS = ("full", "continuation")
@@ -97,7 +97,7 @@ def load_reference(path: str, tokenizer, length: int, num: int) -> list[Sample]:
     windows of `length` tokens of a plain text file tokenized with `tokenizer`."""
     from pathlib import Path
 
-    from edlm.eval.samples import read_samples
+    from edlm.metrics.samples import read_samples
 
     file = Path(path)
     require(file.is_file(), f"reference file {path!r} does not exist; pass a JSONL sample file or a text file.")
@@ -113,7 +113,7 @@ def load_reference(path: str, tokenizer, length: int, num: int) -> list[Sample]:
 
 def group_samples(paths: list[str]) -> dict[str, list[Sample]]:
     """Sample groups (one per sampling seed): one per file, split further by a `seed` field when present."""
-    from edlm.eval.samples import read_samples
+    from edlm.metrics.samples import read_samples
 
     groups: dict[str, list[Sample]] = {}
     for path in paths:

@@ -3,13 +3,13 @@
 A model spec is one of
 - `hf:ID_OR_PATH`: a Hugging Face checkpoint (local directory or hub id). Its config.json decides how:
   an MDLM checkpoint (`model_type: mdlm`, the kuleshov-group/mdlm layout) loads as an edlm
-  `MaskedDiffusionLM` through `edlm.models.mdlm_hub.load_mdlm_hub`; anything else as a causal LM
+  `MaskedDiffusionLM` through `edlm.loading.mdlm_hub.load_mdlm_hub`; anything else as a causal LM
   through `HFCausalLM`. An MDLM checkpoint's tokenizer is the one saved beside it when there is one,
   else edlm's `gpt2` tokenizer when its data vocabulary has GPT-2's 50,257 ids (as mdlm-owt).
 - `pretrained:DIR_OR_ID`, or a bare local directory holding edlm_config.json: a directory written by
-  `edlm.pretrained.save_pretrained` / `edlm export` (a hub id downloads one).
-- `bundled:NAME`: one of the pretrained directories shipped with edlm (`edlm.pretrained.bundled_names()`).
-- `ckpt:PATH` or a bare path: an edlm training checkpoint (`edlm.train.checkpoint.load_model`).
+  `edlm.loading.pretrained.save_pretrained` / `edlm export` (a hub id downloads one).
+- `bundled:NAME`: one of the pretrained directories shipped with edlm (`edlm.loading.pretrained.bundled_names()`).
+- `ckpt:PATH` or a bare path: an edlm training checkpoint (`edlm.loading.checkpoint.load_model`).
 A tokenizer spec is any `data.tokenizer` value (`char`, `gpt2`, `tiktoken:FILE`, `hf:NAME_OR_PATH`).
 """
 
@@ -87,14 +87,14 @@ def load_model_spec(spec: str, *, device: str = "auto", dtype: str | None = None
                     trust_remote_code: bool = False, ema: bool = True) -> LoadedModel:
     """Load the model a spec names (see the module docstring) onto `device` in eval mode.
     ema=False loads an edlm training checkpoint's trained weights instead of its EMA weights."""
-    from edlm.pretrained import from_pretrained, pretrained_spec
-    from edlm.train.runtime import select_device
+    from edlm.loading.pretrained import from_pretrained, pretrained_spec
+    from edlm.util.device import select_device
 
     torch_device = select_device(device)
     name = hf_spec(spec)
     if name is not None:
         if is_mdlm_config(hf_config_json(name)):
-            from edlm.models.mdlm_hub import load_mdlm_hub
+            from edlm.loading.mdlm_hub import load_mdlm_hub
 
             model = load_mdlm_hub(name, device=torch_device, dtype=dtype)
             return LoadedModel(model, mdlm_tokenizer(name, model.vocab_size), model.config.max_seq_len, spec)
@@ -109,7 +109,7 @@ def load_model_spec(spec: str, *, device: str = "auto", dtype: str | None = None
         return LoadedModel(model, build_tokenizer(config.data), config.data.seq_len, spec)
     require(dtype in (None, "float32", "fp32"), f"dtype={dtype!r} applies to hf: and pretrained: models only; edlm "
             "checkpoints load in float32 (use autocast for lower precision).")
-    from edlm.train.checkpoint import load_model
+    from edlm.loading.checkpoint import load_model
 
     model, config = load_model(spec, ema=ema, device=torch_device)
     return LoadedModel(model, build_tokenizer(config.data), config.data.seq_len, spec)

@@ -18,30 +18,9 @@ import torch
 from edlm.diffusion.process import forward_mask, masked_token_nll
 from edlm.diffusion.schedules import LogLinearSchedule, antithetic_times
 from edlm.errors import require
-from edlm.sampling.device import module_device
-
-KINDS = ("exact", "upper_bound", "estimate", "paper_eq13")
-
-
-@dataclass
-class NelboResult:
-    """Per-sequence negative log-likelihood numbers.
-
-    nats: Float64[B], total nats per sequence. stderr: Float64[B], Monte Carlo standard error of
-    `nats` (0 for exact values). kind: one of "exact", "upper_bound", "estimate", "paper_eq13";
-    only "exact" and "upper_bound" may be reported as likelihood bounds. num_tokens: tokens per sequence.
-    """
-
-    nats: torch.Tensor
-    stderr: torch.Tensor
-    kind: str
-    num_tokens: int
-    num_t: int = 0
-
-    @property
-    def nats_per_token(self) -> torch.Tensor:
-        return self.nats / self.num_tokens
-
+from edlm.likelihood.energy import energy_nelbo
+from edlm.likelihood.result import NelboResult
+from edlm.util.device import module_device
 
 @torch.no_grad()
 def exact_ar_nll(lm, x0: torch.Tensor, batch_size: int | None = None) -> NelboResult:
@@ -80,15 +59,13 @@ def nelbo(model, x0: torch.Tensor, *, energy=None, num_t: int = 16, num_z: int =
 
     A causal LM (has `token_logprobs`) gives its exact NLL; a denoiser gives the MDLM NELBO upper
     bound. `energy`, `num_z` and `estimator` ("marginal", kind "estimate"; or "paper_eq13") select
-    the EDLM estimators of `edlm.eval.energy_likelihood`; without an energy they are unused.
+    the EDLM estimators of `edlm.likelihood.energy`; without an energy they are unused.
     """
     require(x0.dim() == 2, f"x0 has shape {tuple(x0.shape)}; pass a LongTensor of shape [B, L].")
     vocab = model.vocab_size
     require(int(x0.min()) >= 0 and int(x0.max()) < vocab,
             f"x0 holds ids outside [0, {vocab}); pass data token ids of the model's vocabulary.")
     if energy is not None:
-        from edlm.eval.energy_likelihood import energy_nelbo
-
         return energy_nelbo(model, x0, energy, num_t=num_t, num_z=num_z, generator=generator, batch_size=batch_size,
                             estimator=estimator)
     x0 = x0.to(module_device(model))

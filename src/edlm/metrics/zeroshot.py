@@ -19,7 +19,7 @@ training data (`edlm.data.wrap_documents`: each document followed by EOS, concat
 documents are joined by single spaces and cut into rows of seq_len characters; for the `char`
 tokenizer the text is first reduced to text8's alphabet (`text8_normalize`).
 
-The number is `edlm.eval.likelihood.split_likelihood` over every token of every row: exact for a
+The number is `edlm.likelihood.nelbo.split_likelihood` over every token of every row: exact for a
 causal LM (kind "exact"), the MDLM NELBO for a denoiser (kind "upper_bound": the perplexity is an
 upper bound, up to Monte Carlo error).
 """
@@ -34,8 +34,8 @@ from pathlib import Path
 import torch
 
 from edlm.errors import EdlmError, require
-from edlm.eval.detokenizers import DETOKENIZERS, text8_normalize
-from edlm.eval.likelihood import split_likelihood
+from edlm.metrics.detokenizers import DETOKENIZERS, text8_normalize
+from edlm.likelihood.nelbo import split_likelihood
 
 CORPORA = ("ptb", "wikitext2", "lambada")
 DEFAULT_DETOKENIZER = {"ptb": "ptb", "wikitext2": "wikitext", "lambada": "lambada"}

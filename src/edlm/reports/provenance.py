@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parents[3]  # src/edlm/eval/provenance.py -> the checkout, when edlm is one
+REPO_ROOT = Path(__file__).resolve().parents[3]  # src/edlm/reports/provenance.py -> the checkout, when edlm is one
 
 
 def machine() -> dict:

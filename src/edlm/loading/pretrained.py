@@ -7,9 +7,8 @@ A pretrained directory holds one set of weights and everything needed to rebuild
                            "objective": ..., "files": {"model.safetensors": byte size}, versions}
 
 It is written atomically (under a temporary name, fsynced, renamed into place; see
-`edlm.train.atomic`) and read without unpickling anything. The model class comes from
-`config.train.objective` (mdlm -> MaskedDiffusionLM, ar -> CausalLM, nce -> NCEEnergy), exactly as
-for training checkpoints, so any model that `edlm train` builds can be exported and reloaded.
+`edlm.util.atomic`) and read without unpickling anything. The model kind is
+`config.train.objective` (`edlm.models.registry`: mdlm, ar, nce), exactly as for training checkpoints, so any model that `edlm train` builds can be exported and reloaded.
 
 `from_pretrained` takes a local directory or a Hugging Face hub id (`org/name`, downloaded with
 `huggingface_hub.snapshot_download`, only the two files above). Model specs accept such a directory
@@ -33,7 +32,8 @@ from torch import nn
 
 from edlm.config import RunConfig, read_run_json
 from edlm.errors import EdlmError, require
-from edlm.train.atomic import atomic_directory
+from edlm.models import build_model
+from edlm.util.atomic import atomic_directory
 
 FORMAT = "edlm-pretrained"
 VERSION = 1
@@ -41,16 +41,14 @@ CONFIG_FILE = "edlm_config.json"
 WEIGHTS_FILE = "model.safetensors"
 SPEC_PREFIX = "pretrained:"
 BUNDLED_PREFIX = "bundled:"
-BUNDLED_ROOT = Path(__file__).resolve().parent / "checkpoints"
+BUNDLED_ROOT = Path(__file__).resolve().parent.parent / "checkpoints"
 BUNDLED_ENV = "EDLM_BUNDLED_DIR"
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
           "float16": torch.float16, "fp16": torch.float16}
 
 
 def _build(config: RunConfig) -> nn.Module:
-    from edlm.train.objectives import objective_class
-
-    return objective_class(config.train.objective).build_model(config)
+    return build_model(config.model, config.train.objective)
 
 
 def save_pretrained(model: nn.Module, directory, *, config: RunConfig) -> Path:
@@ -71,7 +69,7 @@ def save_pretrained(model: nn.Module, directory, *, config: RunConfig) -> Path:
             f"{missing[:3]}, unexpected {unexpected[:3]}, wrong shape {wrong[:3]}; "
             "pass the RunConfig the model was built from.")
     final = Path(directory).expanduser()
-    from edlm import __version__
+    from edlm.version import __version__
 
     with atomic_directory(final) as tmp:
         save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
@@ -188,7 +186,7 @@ def from_pretrained(id_or_dir, *, device=None, dtype=None,
     a torch dtype / name such as "bf16".
     revision: a hub branch, tag or commit (hub ids only).
     """
-    from edlm.train.runtime import select_device
+    from edlm.util.device import select_device
 
     if isinstance(dtype, str):
         require(dtype.lower() in DTYPES, f"dtype={dtype!r} is not one of {', '.join(DTYPES)}.")

@@ -1,5 +1,5 @@
 """The text8 benchmark's report: Table 1, the generation grid, the ablation, the paper's claims checked
-one by one, and the plots (`edlm.eval.text8_bench` computes the numbers).
+one by one, and the plots (`edlm.bench.text8` computes the numbers).
 
 Claims (EDLM paper, text8; each gets `holds` true/false and the numbers behind it):
 1. likelihood: EDLM closes most of the MDLM-to-AR gap in test BPC (paper: MDLM 1.40, EDLM 1.24, AR 1.23).
@@ -21,9 +21,9 @@ import json
 import math
 from pathlib import Path
 
-from edlm.eval.report import jsonable, markdown_table
-from edlm.eval.text8_bench import LN2, Settings, method_name, plan
-from edlm.train.atomic import write_text_atomic
+from edlm.reports.report import jsonable, markdown_table
+from edlm.bench.text8 import LN2, Settings, method_name, plan
+from edlm.util.atomic import write_text_atomic
 
 PAPER = {"MDLM": 1.40, "EDLM": 1.24, "AR": 1.23}
 TABLE_NAMES = {"AR": "AR", "MDLM": "MDLM", "EDLM-coar": "EDLM-coAR", "EDLM-ar": "EDLM-AR", "EDLM-nce": "EDLM-NCE"}
@@ -120,7 +120,7 @@ def claims(parts: dict) -> list[dict]:
 
 
 def plot_records(parts: dict) -> list[dict]:
-    """Records for `edlm.eval.plots` (oracle NLL in nats per character, times and rows per sample)."""
+    """Records for `edlm.reports.plots` (oracle NLL in nats per character, times and rows per sample)."""
     records = [dict(method=g["method"], steps=g["steps"],
                     oracle_nll=g["oracle_bits"] * LN2, entropy=g["entropy_nats"], wall_time=g["wall_s_per_sample"],
                     model_calls=g["model_rows_per_sample"]) for g in parts["generation"]]
@@ -175,7 +175,7 @@ def markdown(parts: dict, claim_rows: list[dict], settings: Settings, meta: dict
 
 def write(prefix, settings: Settings, results: dict, meta: dict) -> list[Path]:
     """Write PREFIX.json, PREFIX.md and the PNGs; returns the paths."""
-    from edlm.eval.plots import plot_ablation_heatmap, plot_all
+    from edlm.reports.plots import plot_ablation_heatmap, plot_all
 
     prefix = Path(prefix)
     parts = collect(settings, results)

@@ -1,0 +1,1 @@
+"""Reports: JSON and Markdown result files, their provenance, and plots."""

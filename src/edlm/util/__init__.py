@@ -1,0 +1,1 @@
+"""Shared utilities below everything else: devices and random draws, crash-safe files."""
