@@ -1,5 +1,5 @@
-"""Glauber dynamics at iso-compute (seed 002 §4.3): AR alone, Glauber rounds after causal generation,
-and AR best-of-n with the same number of forward passes, all scored under an oracle LM.
+"""Glauber dynamics at iso-compute (section 4.3 of the Glauber-dynamics paper): AR alone, Glauber rounds
+after causal generation, and AR best-of-n with the same number of forward passes, all scored under an oracle LM.
 
 Methods, on `--num-samples` sequences of `--seq-len` tokens:
 - `ar`: causal samples from the AR model with its KV cache (temperature 1). These are also the
@@ -29,7 +29,8 @@ Usage:
   python benchmarks/glauber_isocompute.py --ar AR_CKPT --infill MDLM_CKPT --oracle ORACLE_CKPT \
       [--num-samples 64] [--seq-len L] [--rounds 1,3] [--variants single,joint:16] [--seed 0]
       [--batch-size 64] [--max-best-of 4096] [--device auto] [--out benchmarks/results/glauber_isocompute]
-Checkpoints are anything `edlm.loading.checkpoint.load_model` accepts (EMA weights unless --no-ema).
+Models are model specs (`edlm.load`: a run or checkpoint directory, ckpt:, pretrained:, bundled:, hf:; EMA
+weights of checkpoints unless --no-ema).
 Writes OUT.json and OUT.md (atomically).
 """
 
@@ -175,7 +176,7 @@ model_calls counts batched forward calls (AR: one per position)."""
 
 def main(argv: list[str] | None = None) -> int:
     from edlm.reports.report import write_report
-    from edlm.loading.checkpoint import load_model
+    from edlm.loading.specs import load_spec
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--ar", required=True, help="AR checkpoint: the causal initialisation and the energy")
@@ -193,13 +194,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(RESULTS / "glauber_isocompute"), help="output prefix (writes .json, .md)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    device = None if args.device == "auto" else torch.device(args.device)
-    ar, ar_cfg = load_model(args.ar, ema=not args.no_ema, device=device)
-    infill, _ = load_model(args.infill, ema=not args.no_ema, device=module_device(ar))
-    oracle, _ = load_model(args.oracle, ema=not args.no_ema, device=module_device(ar))
-    require(not hasattr(infill, "token_logprobs"),
-            f"--infill {args.infill!r} is an AR checkpoint; pass a diffusion (mdlm) checkpoint.")
-    seq_len = args.seq_len or ar_cfg.data.seq_len
+    loaded_ar = load_spec(args.ar, ema=not args.no_ema, device=args.device, role="causal", what="--ar")
+    ar = loaded_ar.model
+    infill = load_spec(args.infill, ema=not args.no_ema, device=module_device(ar), role="denoiser",
+                       what="--infill").model
+    oracle = load_spec(args.oracle, ema=not args.no_ema, device=module_device(ar), role="causal", what="--oracle").model
+    seq_len = args.seq_len or loaded_ar.seq_len
     for name, model in (("--ar", ar), ("--infill", infill), ("--oracle", oracle)):
         limit = getattr(getattr(model, "config", None), "max_seq_len", None)
         require(limit is None or seq_len <= limit,

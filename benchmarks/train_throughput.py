@@ -6,7 +6,7 @@ The minimal loop is what a researcher would write in a notebook: no checkpoints,
 distributed wrapper, no seeded noise bookkeeping. Rounds alternate edlm and minimal so that machine
 load hits both alike; the reported ratio is the median edlm/minimal tokens/s over rounds.
 
-    EDLM_DATA=../shared/data python benchmarks/train_throughput.py [--steps 30] [--rounds 3]
+    EDLM_DATA=/path/to/data python benchmarks/train_throughput.py [--steps 30] [--rounds 3]
 
 Writes benchmarks/results/train_throughput.{json,md}.
 """

@@ -2,7 +2,7 @@
 # Train the four text8-small models bundled with edlm and export them (bf16) into src/edlm/checkpoints/.
 # Two CPU cores, one thread per run, two runs at a time: phase 1 about 35 min, phase 2 about 30 min.
 # Runs resume where they stopped when the script is run again (every run checkpoints every 200 steps).
-#   EDLM_DATA=../shared/data bash scripts/train_text8_small.sh
+#   EDLM_DATA=/path/to/data bash scripts/train_text8_small.sh
 set -euo pipefail
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 RUNS=${RUNS:-runs}

@@ -15,7 +15,7 @@ from edlm.config import load_config
 from edlm.energy import NCEEnergy
 from edlm.errors import EdlmError
 from edlm.models import CausalLM, MaskedDiffusionLM
-from edlm.loading.pretrained import BUNDLED_ENV, WEIGHTS_FILE, bundled_names, from_pretrained, pretrained_spec, save_pretrained
+from edlm.loading.pretrained import BUNDLED_ENV, WEIGHTS_FILE, bundled_dir, bundled_names, from_pretrained, save_pretrained
 
 TINY = ["model.n_layers=1", "model.d_model=16", "model.n_heads=2", "model.cond_dim=16", "model.max_seq_len=16",
         "data.seq_len=16"]
@@ -41,16 +41,18 @@ def bundled(bundled_root, monkeypatch):
 
 
 def test_bundled_spec_loads_bf16_weights_into_fp32(bundled):
-    from edlm.loading.specs import load_model_spec
-    from edlm.loading.checkpoint import load_model
+    import edlm
+    from edlm.loading.specs import load_spec
 
     assert bundled_names() == sorted(MODELS)
-    assert pretrained_spec("bundled:text8-small-ar") == str(bundled / "text8-small-ar")
+    assert bundled_dir("text8-small-ar") == bundled / "text8-small-ar"
     stored = load_file(str(bundled / "text8-small-mdlm" / WEIGHTS_FILE))
     assert all(t.dtype == torch.bfloat16 for t in stored.values())
-    for model in (load_model("bundled:text8-small-mdlm", device="cpu")[0],
-                  from_pretrained("bundled:text8-small-mdlm", device="cpu")[0],
-                  load_model_spec("bundled:text8-small-mdlm", device="cpu").model):
+    loaded = load_spec("bundled:text8-small-mdlm", device="cpu")
+    assert (loaded.kind, loaded.role, loaded.directory, loaded.tokenizer_spec) == (
+        "bundled", "denoiser", bundled / "text8-small-mdlm", "char")
+    for model in (edlm.load("bundled:text8-small-mdlm", device="cpu"),
+                  from_pretrained(bundled_dir("text8-small-mdlm"), device="cpu")[0], loaded.model):
         state = model.state_dict()
         assert isinstance(model, MaskedDiffusionLM) and not model.training
         assert all(state[k].dtype == torch.float32 and torch.equal(state[k], v.float()) for k, v in stored.items())
@@ -59,18 +61,18 @@ def test_bundled_spec_loads_bf16_weights_into_fp32(bundled):
 def test_unknown_or_missing_bundled_model(bundled, tmp_path, monkeypatch):
     with pytest.raises(EdlmError, match="'nope' does not exist; use one of text8-small-ar, text8-small-mdlm, "
                                         "text8-small-nce, text8-small-oracle"):
-        pretrained_spec("bundled:nope")
+        bundled_dir("nope")
     monkeypatch.setenv(BUNDLED_ENV, str(tmp_path / "empty"))
     assert bundled_names() == []
     with pytest.raises(EdlmError, match="holds no bundled models"):
-        pretrained_spec("bundled:text8-small-mdlm")
+        bundled_dir("text8-small-mdlm")
 
 
 def test_demo_prints_both_columns_summary_and_json(bundled, tmp_path, capsys):
-    out = tmp_path / "demo.json"
-    assert main(["demo", "--steps", "6", "--device", "cpu", "--width", "60", "--json", str(out)]) == 0
+    assert main(["demo", "--steps", "6", "--device", "cpu", "--columns", "60", "--out", str(tmp_path / "demo")]) == 0
     text = capsys.readouterr().out
-    result = json.loads(out.read_text())
+    result = json.loads((tmp_path / "demo.json").read_text())["results"]
+    assert "| EDLM (AR energy, k=4, window=1.0, 6 steps) |" in (tmp_path / "demo.md").read_text()
     assert "MDLM (6 steps)" in text and "EDLM (AR energy, k=4," in text  # the header wraps at width 60
     assert result["methods"]["edlm"]["header"] == "EDLM (AR energy, k=4, window=1.0, 6 steps)"
     assert "oracle bits/char" in text and "not a benchmark" in text and "benchmarks/results/text8.md" in text
@@ -92,13 +94,12 @@ def test_demo_prints_both_columns_summary_and_json(bundled, tmp_path, capsys):
 
 
 def test_demo_with_nce_energy_and_no_oracle(bundled, tmp_path, capsys):
-    out = tmp_path / "demo.json"
     code = main(["demo", "--energy", "nce:bundled:text8-small-nce", "--oracle", "none", "--num-samples", "1",
-                 "--steps", "4", "--k", "2", "--device", "cpu", "--json", str(out)])
+                 "--steps", "4", "--k", "2", "--device", "cpu", "--out", str(tmp_path / "demo")])
     assert code == 0
     text = capsys.readouterr().out
     assert "EDLM (NCE energy, k=2, window=1.0, 4 steps)" in text and "oracle" not in text
-    methods = json.loads(out.read_text())["methods"]
+    methods = json.loads((tmp_path / "demo.json").read_text())["results"]["methods"]
     assert all(m["oracle_bits_per_char"] is None and len(m["samples"]) == 1 for m in methods.values())
 
 
@@ -116,7 +117,7 @@ def test_sample_defaults_to_bundled_denoiser(bundled, tmp_path):
     (["demo", "--k", "0"], "--k 0 must be at least 1"),
     (["demo", "--window", "1.5"], "--window 1.5 must lie in [0, 1]"),
     (["demo", "--denoiser", "bundled:nope"], "'nope' does not exist; use one of"),
-    (["demo", "--denoiser", "bundled:text8-small-ar"], "is not a masked diffusion model"),
+    (["demo", "--denoiser", "bundled:text8-small-ar"], "is a causal LM, not a masked diffusion model"),
     (["demo", "--seq-len", "32"], "exceeds the denoiser's max_seq_len=16"),
     (["sample", "--k", "0", "--out", "x.jsonl"], "--k 0 must be at least 1"),
 ])
@@ -141,7 +142,7 @@ def test_the_committed_models_load_and_know_english(monkeypatch):
 
     monkeypatch.delenv(BUNDLED_ENV, raising=False)
     assert bundled_names() == sorted(MODELS)
-    models = {name: from_pretrained(f"bundled:{name}", device="cpu")[0] for name in MODELS}
+    models = {name: edlm.load(f"bundled:{name}", device="cpu") for name in MODELS}
     for name, (cls, _) in MODELS.items():
         assert type(models[name]) is cls and models[name].config.max_seq_len == 256, name
     text = ("the history of the city begins in the middle ages when a small settlement was founded on the river "

@@ -92,7 +92,7 @@ def test_round_trip_is_exact(saved, tmp_path):
 
 def test_load_model_specs(saved, tmp_path):
     cfg, model, ema, _, path = saved
-    for spec in (tmp_path / "run", f"ckpt:{tmp_path / 'run'}", path, f"ckpt:{path}", path.parent):
+    for spec in (tmp_path / "run", path, path.parent):  # ckpt:PATH specs go through edlm.load (test_resolver)
         loaded, loaded_cfg = load_model(spec, device="cpu")
         assert loaded_cfg == cfg and not loaded.training
         assert_same_tensors(loaded.state_dict(), ema.model.state_dict())
@@ -104,7 +104,7 @@ def test_load_model_builds_the_objectives_model(tmp_path):
     cfg = load_config("text8-tiny", TINY + ["model.causal=true", "model.adaln=false", "train.objective=ar"])
     model, ema, opt = trained_state(cfg)
     save(tmp_path, cfg, 1, model, ema, opt)
-    loaded, _ = load_model(f"ckpt:{tmp_path}", device="cpu")
+    loaded, _ = load_model(tmp_path, device="cpu")
     assert isinstance(loaded, CausalLM)
     x = torch.randint(0, 27, (2, 32))
     assert torch.equal(loaded.token_logprobs(x), ema.model.token_logprobs(x))
@@ -199,4 +199,4 @@ def test_not_a_checkpoint(tmp_path):
     with pytest.raises(EdlmError, match="does not exist"):
         load_model(tmp_path / "nothing")
     with pytest.raises(EdlmError, match="is not an edlm checkpoint or run directory"):
-        load_model(f"ckpt:{tmp_path}")
+        load_model(tmp_path)

@@ -18,25 +18,21 @@ def test_train_then_eval_nll(text8_dir, tmp_path, capsys):  # noqa: F811
     assert main(["train", "text8-tiny", *tiny_overrides(text8_dir, run, steps=4, save_every=2)]) == 0
     assert "already at step 4" in capsys.readouterr().out
 
-    report = tmp_path / "nll.json"
     code = main(["eval", "nll", f"ckpt:{run}", "--split", "test", "--num-t", "2", "--batch-size", "8",
-                 "--max-sequences", "24", "--out", str(report)])
+                 "--max-sequences", "24", "--out", str(tmp_path / "nll")])
     assert code == 0
     printed = capsys.readouterr().out
     assert "BPC" in printed and "upper bounds" in printed
-    result = json.loads(report.read_text())
+    assert "upper_bound" in (tmp_path / "nll.md").read_text()
+    result = json.loads((tmp_path / "nll.json").read_text())["results"]
     assert result["kind"] == "upper_bound" and result["bound"] is True and result["step"] == 4
     assert result["num_sequences"] == 24 and result["num_tokens"] == 24 * 32 and result["num_t"] == 2
     assert result["bpc"] == result["bits_per_token"] and 0 < result["bpc"] < 10 and result["ppl"] > 1
 
-    # Default output: next to the checkpoint.
-    assert main(["eval", "nll", str(run), "--split", "valid", "--num-t", "1", "--max-sequences", "8"]) == 0
-    assert (run / "checkpoints" / "step_00000004" / "nll-valid.json").is_file()
-
 
 def test_bad_paths_exit_2_with_one_sentence(tmp_path, capsys):
-    for argv in (["eval", "nll", str(tmp_path / "missing"), "--split", "test"],
-                 ["eval", "nll", str(tmp_path), "--split", "test"],
+    for argv in (["eval", "nll", str(tmp_path / "missing"), "--split", "test", "--out", str(tmp_path / "nll")],
+                 ["eval", "nll", str(tmp_path), "--split", "test", "--out", str(tmp_path / "nll")],
                  ["train", "text8-tiny", "train.steps=0", f"train.out_dir={tmp_path}"]):
         assert main(argv) == 2
         err = capsys.readouterr().err.strip()

@@ -407,17 +407,17 @@ def test_config_mismatches():
 
 @needs_shared
 def test_cli_text8_and_stats(capsys):
-    assert cli_main(["data", "text8", "--path", str(SHARED)]) == 0
+    assert cli_main(["data", "text8", "--data", str(SHARED)]) == 0
     out = capsys.readouterr().out
     assert "ec1961819f29b7a812313fcc9439ced5 (the 12,549,840-character text8 prefix)" in out
     assert "train characters [0, 10,000,000): 39,062 chunks of 256" in out
-    assert cli_main(["data", "stats", "text8-tiny", f"data.path={SHARED}", "data.seq_len=1000"]) == 0
+    assert cli_main(["data", "stats", "text8-tiny", f"data.path={SHARED}", "data.seq_len=1000", "model.max_seq_len=1000"]) == 0
     out = capsys.readouterr().out
     assert "tokenizer char: 27 ids" in out and "valid 1,000 sequences x 1000 = 1,000,000 tokens" in out
 
 
 def test_cli_errors_exit_2(tmp_path, capsys):
-    assert cli_main(["data", "text8", "--path", str(tmp_path / "nope")]) == 2
+    assert cli_main(["data", "text8", "--data", str(tmp_path / "nope")]) == 2
     assert "does not exist" in capsys.readouterr().err
     ranks = tiny_ranks(tmp_path / "tiny.tiktoken")
     write_split_dir(tmp_path / "c", {"valid.txt": "the\n" * 9})

@@ -243,14 +243,14 @@ def ckpts(tmp_path_factory):
 
 def test_cli_checkpoints(ckpts, tmp_path):
     out = tmp_path / "ck"
-    code = main(["eval", "latency", "--denoiser", ckpts["mdlm"], "--energy", "ar:" + ckpts["ar"], "--carry-over",
+    code = main(["eval", "latency", "--denoiser", ckpts["mdlm"], "--energy", "coar:" + ckpts["ar"],
                  "--ar", ckpts["ar"], "--num-samples", "2", "--steps", "3", "--k", "2", "--repeats", "1",
                  "--warmup", "0", "--device", "cpu", "--out", str(out)])
     assert code == 0
     res = json.loads((tmp_path / "ck.json").read_text())["results"]
     assert res["seq_len"] == 12  # the checkpoint's data.seq_len
     assert [m["label"] for m in res["measurements"]] == ["AR (KV cache)", "MDLM T=3", "EDLM-coAR T=3 k=2 w=1"]
-    assert res["models"]["energy"]["spec"] == "ar:" + ckpts["ar"]
+    assert res["models"]["energy"]["spec"] == "coar:" + ckpts["ar"]
     code = main(["eval", "latency", "--denoiser", ckpts["mdlm"], "--methods", "mdlm", "--num-samples", "1",
                  "--steps", "2", "--repeats", "1", "--warmup", "0", "--device", "cpu", "--out", str(out)])
     assert code == 0

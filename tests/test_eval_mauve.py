@@ -115,7 +115,7 @@ def test_precomputed_features_and_the_command(corpus, tmp_path):
     samples.write_text("".join(json.dumps({"ids": w, "seed": i % 2}) + "\n" for i, w in enumerate(windows)))
     out = tmp_path / "mauve"
     assert main(["eval", "mauve", "--reference", str(reference), "--samples", str(samples), "--featurizer",
-                 f"hf:{path}", "--prompt-len", "6", "--cont-len", "6", "--num-buckets", "5", "--kmeans-redo", "1",
+                 f"hf:{path}", "--tokenizer", f"hf:{path}", "--prompt-len", "6", "--cont-len", "6", "--num-buckets", "5", "--kmeans-redo", "1",
                  "--kmeans-iter", "50", "--out", str(out)]) == 0
     results = json.loads((tmp_path / "mauve.json").read_text())["results"]
     assert set(results["scores"]) == {f"{samples}:seed=0", f"{samples}:seed=1"}

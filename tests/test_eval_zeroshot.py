@@ -98,7 +98,7 @@ def test_zeroshot_char_model_and_exact_ar_through_the_cli(ptb_slice, tmp_path, c
     # An HF causal LM through the command: exact, labelled PPL.
     tok, _ = build_tiny_hf(tmp_path / "gpt2", texts=[ptb_detokenizer(l) for l in lines], vocab_size=300)
     out = tmp_path / "zs"
-    assert main(["eval", "zeroshot", f"hf:{tmp_path / 'gpt2'}", "--corpus", "ptb", "--path", str(path),
+    assert main(["eval", "zeroshot", f"hf:{tmp_path / 'gpt2'}", "--corpus", "ptb", "--data", str(path),
                  "--seq-len", "32", "--max-sequences", "4", "--out", str(out)]) == 0
     results = json.loads((tmp_path / "zs.json").read_text())["results"]
     assert results["kind"] == "exact" and results["ppl_label"] == "PPL" and results["num_tokens"] == 4 * 32

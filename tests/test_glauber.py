@@ -32,7 +32,7 @@ import edlm
 from edlm.errors import EdlmError
 from edlm.models import CausalLM, MaskedDiffusionLM, ModelConfig
 from edlm.sampling.glauber import GlauberStats
-from edlm.commands.glauber_options import (add_glauber_arguments, check_glauber_args, glauber_sample_fields,
+from edlm.commands.glauber_options import (GLAUBER_DEFAULTS, add_glauber_arguments, check_glauber_args, glauber_sample_fields,
                                        glauber_settings, run_glauber_from_args)
 from edlm.toy import ExactCausalLM, ExactDenoiser, ToyDistribution
 
@@ -431,7 +431,14 @@ def test_real_models_are_reproducible_and_cheap_in_parallel(tiny_models):
 def test_cli_helpers_parse_and_run(p, q):
     parser = argparse.ArgumentParser()
     add_glauber_arguments(parser)
-    args = parser.parse_args(["--rounds", "2", "--block", "2", "--no-metropolis"])
+
+    def parse(argv):  # options not given parse as None; edlm sample then fills in GLAUBER_DEFAULTS
+        args = parser.parse_args(argv)
+        vars(args).update({k: v for k, v in GLAUBER_DEFAULTS.items() if getattr(args, k) is None})
+        return args
+
+    assert parser.parse_args([]).parallel is None
+    args = parse(["--rounds", "2", "--block", "2", "--no-metropolis"])
     assert (args.rounds, args.block, args.parallel, args.metropolis) == (2, 2, 1, False)
     x, stats = run_glauber_from_args(args, TableLM(p), TableDenoiser(q), num_samples=6, seq_len=L, prefix=[1],
                                      generator=torch.Generator().manual_seed(0))
@@ -440,6 +447,6 @@ def test_cli_helpers_parse_and_run(p, q):
     assert len(fields) == 6 and fields[0]["acceptance"] == 1.0
     assert glauber_settings(args)["metropolis"] is False
     with pytest.raises(EdlmError):
-        check_glauber_args(parser.parse_args(["--block", "2", "--parallel", "2"]))
+        check_glauber_args(parse(["--block", "2", "--parallel", "2"]))
     with pytest.raises(EdlmError):
-        check_glauber_args(parser.parse_args(["--rounds", "-1"]))
+        check_glauber_args(parse(["--rounds", "-1"]))

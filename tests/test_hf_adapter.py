@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from edlm.errors import EdlmError
-from edlm.models.hf import HFCausalLM, check_compatible, hf_spec
+from edlm.loading.specs import parse_model_spec
+from edlm.models.hf import HFCausalLM, check_compatible
 from test_eval_tinyhf import build_gpt2, build_tiny_hf
 
 
@@ -84,9 +85,9 @@ def test_errors_are_clear(tiny, tmp_path):
         lm.token_logprobs(torch.full((1, 3), 300))
     with pytest.raises(EdlmError, match="could not load"):
         HFCausalLM.from_pretrained(str(tmp_path / "missing"))
-    assert hf_spec("hf:gpt2") == "gpt2" and hf_spec("ckpt:x") is None
+    assert parse_model_spec("hf:gpt2") == ("hf", "gpt2")
     with pytest.raises(EdlmError, match="names no model"):
-        hf_spec("hf:")
+        parse_model_spec("hf:")
 
 
 def test_without_tokenizer_and_bos(tmp_path):

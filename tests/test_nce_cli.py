@@ -46,11 +46,13 @@ def test_train_nce_then_eval_energy_then_sample(runs, tmp_path):
     assert any(r.get("val_metric") == "nce" for r in rows)
 
     prefix = tmp_path / "fig2"
-    code = main(["eval", "energy", f"nce:{runs['nce']}", "--num-t", "3", "--negatives", "4", "--num-sequences", "6",
+    code = main(["eval", "energy", f"nce:{runs['nce']}", "--num-t", "3", "--negatives", "4", "--max-sequences", "6",
                  "--batch-size", "4", "--device", "cpu", "--out", str(prefix)])
     assert code == 0
-    report = json.loads((tmp_path / "fig2.json").read_text())
-    assert (tmp_path / "fig2.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = json.loads((tmp_path / "fig2.json").read_text())["results"]
+    assert (tmp_path / "fig2-energy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| t | positive |" in (tmp_path / "fig2.md").read_text()
+    assert report["split"] == "test" and report["num_sequences"] == 6
     assert report["t"] == pytest.approx([1 / 3, 2 / 3, 1.0]) and report["num_negatives"] == 4
     assert report["denoiser"] == str(runs["mdlm"]) and report["energy_step"] == 3  # default: train.init_from
     for name in ("positive", "negative_mean", "negative_min", "negative_max", "gap", "ess"):
@@ -73,15 +75,19 @@ def test_bad_nce_commands_exit_2(runs, text8_dir, capsys, tmp_path):  # noqa: F8
     train_nce = ["train", "text8-tiny", *tiny_overrides(text8_dir, tmp_path / "bad", steps=1, objective="nce")]
     for argv, message in [
         (train_nce, "needs train.init_from"),
-        (train_nce + [f"train.init_from={runs['ar']}"], "is a train.objective=ar checkpoint"),
-        (train_nce + [f"train.init_from={runs['mdlm']}", "model.vocab_size=30"], "model.vocab_size=27 but this run"),
-        (["eval", "energy", str(runs["mdlm"]), "--out", str(tmp_path / "x")], "not nce"),
-        (["sample", "--denoiser", str(runs["mdlm"]), "--energy", f"nce:{runs['mdlm']}", "--k", "2",
-          "--out", str(tmp_path / "x.jsonl"), "--device", "cpu"], "not nce"),
+        (train_nce + [f"train.init_from={runs['ar']}"], "is a causal LM; NCE needs the mdlm"),
+        (train_nce + [f"train.init_from={runs['mdlm']}", "model.vocab_size=30"], "model.vocab_size=30"),
+        (["eval", "energy", str(runs["mdlm"]), "--out", str(tmp_path / "x")],
+         f"ENERGY 'nce:{runs['mdlm']}' needs an NCE energy, but '{runs['mdlm']}' is a masked diffusion model"),
+        (["eval", "energy", f"ar:{runs['ar']}", "--out", str(tmp_path / "x")], "is not an NCE energy"),
+        (["eval", "energy", f"nce:{runs['nce']}", "--denoiser", str(runs["ar"]), "--out", str(tmp_path / "x")],
+         "--denoiser"),
+        (["sample", "--denoiser", str(runs["mdlm"]), "--energy", f"nce:{runs['mdlm']}", "--k", "2", "--window", "1",
+          "--out", str(tmp_path / "x.jsonl"), "--device", "cpu"], "needs an NCE energy"),
         (["sample", "--denoiser", str(runs["mdlm"]), "--energy", "nce:", "--out", str(tmp_path / "x.jsonl")],
          "names no model"),
-        (["sample", "--denoiser", str(runs["mdlm"]), "--energy", f"nce:{runs['nce']}", "--carry-over",
-          "--out", str(tmp_path / "x.jsonl")], "--carry-over needs"),
+        (["sample", "--denoiser", str(runs["mdlm"]), "--energy", f"coar:{runs['nce']}", "--k", "2", "--window", "1",
+          "--out", str(tmp_path / "x.jsonl")], "needs a causal LM, but"),
     ]:
         assert main(argv) == 2, argv
         err = capsys.readouterr().err.strip()

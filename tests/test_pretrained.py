@@ -9,6 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import edlm
 import edlm.loading.pretrained as pretrained_mod
 from edlm.cli import main
 from edlm.config import load_config
@@ -67,22 +68,19 @@ def test_round_trip_is_exact(tmp_path, objective):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert torch.equal(outputs(model, objective), outputs(loaded, objective))
     meta = json.loads((path / CONFIG_FILE).read_text())
-    assert (meta["format"], meta["version"], meta["objective"]) == ("edlm-pretrained", 1, objective)
+    assert (meta["format"], meta["version"], meta["objective"]) == ("edlm-pretrained", 2, objective)
 
 
 def test_model_specs_accept_pretrained_directories(tmp_path):
-    from edlm.loading.specs import load_model_spec
-    from edlm.loading.checkpoint import load_model, load_state_dict
+    from edlm.loading.specs import load_spec
 
     model, cfg = build("ar")
     path = save_pretrained(model, tmp_path / "ar", config=cfg)
     for spec in (str(path), f"pretrained:{path}"):
-        loaded, cfg2 = load_model(spec, device="cpu")
-        assert cfg2 == cfg and torch.equal(outputs(loaded, "ar"), outputs(model, "ar"))
-        state, _ = load_state_dict(spec)
-        assert torch.equal(state["backbone.embed.weight"], model.state_dict()["backbone.embed.weight"])
-        spec_model = load_model_spec(spec, device="cpu")
-        assert spec_model.causal and spec_model.seq_len == 16 and spec_model.tokenizer.vocab_size == 27
+        loaded = load_spec(spec, device="cpu")
+        assert loaded.config == cfg and torch.equal(outputs(loaded.model, "ar"), outputs(model, "ar"))
+        assert (loaded.kind, loaded.role, loaded.directory, loaded.step) == ("pretrained", "causal", path, None)
+        assert loaded.causal and loaded.seq_len == 16 and loaded.tokenizer.vocab_size == 27
 
 
 def test_bf16_weights_and_dtype(tmp_path):
@@ -150,11 +148,12 @@ def test_hub_id_goes_through_snapshot_download(tmp_path, monkeypatch):
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
     with pytest.raises(EdlmError, match="could not download 'someone/edlm-nce'.*no network"):
-        from_pretrained("pretrained:someone/edlm-nce", device="cpu")
+        edlm.load("pretrained:someone/edlm-nce", device="cpu")
 
 
 def test_export_command(tmp_path):
     from edlm.loading.checkpoint import load_model
+    from edlm.loading.specs import load_spec
     from edlm.train.checkpointing import save_checkpoint
     from edlm.train.optim import EMA, build_optimizer
     from edlm.train.order import DataPosition
@@ -171,14 +170,17 @@ def test_export_command(tmp_path):
         out = tmp_path / f"out{ema_flag}"
         assert main(["export", str(run), str(out), *flags]) == 0
         a, _ = load_model(run, device="cpu", ema=ema_flag)
-        b, _ = load_model(out, device="cpu")
+        b = edlm.load(str(out), device="cpu")
         assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     out = tmp_path / "bf16"
     assert main(["export", str(run), str(out), "--dtype", "bfloat16"]) == 0
     a, _ = load_model(run, device="cpu")
-    b, _ = load_model(out, device="cpu")  # stored in bf16, loaded as float32
+    b = edlm.load(f"pretrained:{out}", device="cpu")  # stored in bf16, loaded as float32
     assert (out / "model.safetensors").stat().st_size < 0.6 * (tmp_path / "outTrue" / "model.safetensors").stat().st_size
     for x, y in zip(a.state_dict().values(), b.state_dict().values()):
         assert y.dtype == torch.float32 and torch.equal(x.to(torch.bfloat16).float(), y)
     assert main(["export", str(tmp_path / "nowhere"), str(tmp_path / "o2")]) == 2
     assert not (tmp_path / "o2").exists()
+    again = tmp_path / "again"  # an exported (bf16) model exports again, from its spec
+    assert main(["export", f"pretrained:{out}", str(again)]) == 0
+    assert load_spec(str(again), device="cpu").config == load_spec(str(out), device="cpu").config

@@ -49,3 +49,13 @@ def test_top_p_keeps_the_nucleus():
     assert kept.tolist() == [[True, True, False, False]]
     assert torch.isfinite(top_p_filter(logits, 0.5)).tolist() == [[True, False, False, False]]
     assert torch.isfinite(top_p_filter(logits, 1.0)).all()
+
+
+def test_logit_differences_below_float32_resolution_are_kept():
+    """docs/pitfalls.md, item 4: float64 logits 1e8 and 1e8 + 1 (equal once rounded to float32) must
+    give token 1 with probability sigmoid(1) = 0.731, not 1/2."""
+    n = 20000
+    logits = torch.tensor([1e8, 1e8 + 1], dtype=torch.float64).expand(n, 2)
+    draws = sample_categorical(logits, torch.Generator().manual_seed(0))
+    p = 1 / (1 + math.exp(-1))
+    assert abs(float(draws.double().mean()) - p) < 4.5 * math.sqrt(p * (1 - p) / n)

@@ -55,7 +55,8 @@ def test_mdlm_samples_with_prefix(ckpts, tmp_path, capsys):
     assert [r["index"] for r in rows] == [0, 1, 2]
     for r in rows:
         assert len(r["ids"]) == 24 and r["text"].startswith("the") and len(r["text"]) == 24
-        assert r["ess_mean"] is None and r["steps"] == 6
+        assert r["ess_mean"] is None and r["steps"] == 6 and (r["k"], r["window"], r["tau"]) == (1, 0.0, 1.0)
+        assert r["tokenizer"] == "char" and "energy" not in r and "rounds" not in r
     assert capsys.readouterr().out.count("the") >= 3
 
 
@@ -67,6 +68,7 @@ def test_edlm_with_ar_energy(ckpts, tmp_path):
     rows = read_jsonl(out)
     assert len(rows) == 2 and all(1.0 <= r["ess_mean"] <= 3.0 for r in rows)
     assert rows[0]["energy"] == f"ar:{ckpts['ar']}" and rows[0]["k"] == 3
+    assert rows[0]["tokenizer"] == "char" and rows[0]["denoiser"] == str(ckpts["mdlm"]) and "carry_over" not in rows[0]
 
 
 def test_glauber_sampler(ckpts, tmp_path):
@@ -79,6 +81,8 @@ def test_glauber_sampler(ckpts, tmp_path):
     assert len(rows) == 3 and all(r["text"].startswith("ab") and len(r["ids"]) == 10 for r in rows)
     assert all(r["sampler"] == "glauber" and r["rounds"] == 2 and 0.0 <= r["acceptance"] <= 1.0 for r in rows)
     assert all(r["energy_final"] > 0 for r in rows)
+    assert all(r["metropolis"] is True and r["parallel"] == 1 and "k" not in r for r in rows)
+    assert rows[0]["energy"] == f"ar:{ckpts['ar']}" and rows[0]["tokenizer"] == "char"
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -87,8 +91,16 @@ def test_glauber_sampler(ckpts, tmp_path):
     (["--k", "0"], "--k 0"),
     (["--window", "1.5"], "--window 1.5"),
     (["--steps", "0"], "--steps 0"),
-    (["--carry-over"], "--carry-over needs"),
-    (["--energy", "bogus:x"], "is not supported"),
+    (["--energy", "bogus:x"], "is not an energy spec"),
+    (["--energy", "ar:"], "names no model"),
+    (["--rounds", "2"], "--rounds applies to --sampler glauber only"),
+    (["--block", "2", "--no-metropolis"], "--block, --no-metropolis apply to --sampler glauber only"),
+    (["--sampler", "glauber", "--k", "2"], "--k applies to --sampler mdlm only"),
+    (["--sampler", "glauber", "--parallel-test", "joint"], "--parallel-test joint applies with --parallel 2"),
+    (["--sampler", "glauber", "--energy", "coar:x"], "needs the target AR model as --energy ar:MODEL"),
+    (["--energy", "ar:x"], "would have no effect with --k 1 and --window 0"),
+    (["--energy", "ar:x", "--k", "4"], "would have no effect with --k 4 and --window 0"),
+    (["--trust-remote-code"], "--trust-remote-code applies to an hf: --energy model only"),
     (["--prefix", "a" * 30], "more than --seq-len 24"),
     (["--seq-len", "50"], "max_seq_len=24"),
 ])

@@ -45,7 +45,7 @@ def test_multi_step_window_reaches_the_target(toy):
 
 def test_batch_layout_keeps_each_sequence_its_own_candidates(toy):
     """Two interleaved groups with different prefixes in one batch: each group must follow its own
-    conditional p(x | x_0 = a); candidates mixed across sequences (trap 3) would break prefixes."""
+    conditional p(x | x_0 = a); candidates mixed across sequences (docs/pitfalls.md, item 3) would break prefixes."""
     g = torch.Generator().manual_seed(3)
     prefix = (torch.arange(N) % 2 * 2)[:, None]  # rows alternate prefix 0 and prefix 2
     x = edlm.sample(FactorisedDenoiser(toy), N, 3, 1, energy=AREnergy(ExactCausalLM(toy)), k=64, window=1.0,
@@ -84,7 +84,7 @@ def test_one_energy_call_per_step_with_batch_major_inputs(toy):
 
 
 def test_weights_are_softmax_of_minus_energy(toy):
-    """Trap 1: low energy = more probable. Candidates with token 1 at position 0 get E=0, others E=+10."""
+    """docs/pitfalls.md, item 1: low energy = more probable. Candidates with token 1 at position 0 get E=0, others E=+10."""
     def energy(x0, xt, t, proposal_logp):
         return torch.where(x0[:, 0] == 1, 0.0, 10.0).double()
 
@@ -118,3 +118,21 @@ def test_broken_energies_raise(toy, value):
 
     with pytest.raises(edlm.EdlmError, match="check the energy model"):
         edlm.sample(FactorisedDenoiser(toy), 4, 3, 1, energy=energy, k=2, window=1.0)
+
+
+def test_ess_is_computed_from_the_normalised_weights():
+    """docs/pitfalls.md, item 8. Energies 0, ln 2, ln 4, ln 4 for candidates 0..3 of every sequence give
+    weights 1/2, 1/4, 1/8, 1/8 and ESS = 1 / sum w^2 = 32/11; at tau = 2, ESS = (2 + 2**-0.5)**2 / 2."""
+    from edlm.sampling import importance_resample
+
+    b, k, length, vocab = 3, 4, 5, 6
+    energies = torch.tensor([1.0, 2.0, 4.0, 4.0], dtype=torch.float64).log()
+
+    def energy(x0, xt, t, proposal_logp):
+        return energies.repeat(x0.shape[0] // k)  # row b*k + j is candidate j of sequence b
+
+    logits, xt = torch.zeros(b, length, vocab), torch.full((b, length), vocab)
+    for tau, expected in ((1.0, 32 / 11), (2.0, (2 + 2 ** -0.5) ** 2 / 2)):
+        x0, ess = importance_resample(logits, xt, 1.0, energy, k, tau, vocab, torch.Generator().manual_seed(0))
+        assert x0.shape == (b, length) and ess.dtype == torch.float64
+        assert torch.allclose(ess, torch.full((b,), expected, dtype=torch.float64), rtol=1e-12)

@@ -15,7 +15,9 @@ import pytest
 
 from edlm.cli import main
 from edlm.data import tokenizers as tokenizers_module
-from edlm.loading.specs import is_mdlm_config, load_model_spec, mdlm_tokenizer, same_tokenizer
+from edlm.loading.hf_models import is_mdlm_config, mdlm_tokenizer
+from edlm.loading.specs import load_spec
+from edlm.loading.tokenizer_specs import load_tokenizer_spec, same_tokenizer
 from edlm.models import MaskedDiffusionLM
 from test_eval_tinyhf import build_gpt2, build_tokenizer
 from test_mdlm_hub import hub_config, reference_state_dict, write_checkpoint
@@ -52,11 +54,11 @@ def tiny(tmp_path_factory):
 
 
 def test_hf_spec_loads_an_mdlm_checkpoint_as_a_denoiser(tiny):
-    loaded = load_model_spec(f"hf:{tiny['mdlm']}", device="cpu")
+    loaded = load_spec(f"hf:{tiny['mdlm']}", device="cpu")
     assert isinstance(loaded.model, MaskedDiffusionLM) and not loaded.causal
     assert loaded.model.vocab_size == tiny["vocab"] and loaded.seq_len == 24
     assert loaded.tokenizer.name.startswith("hf:") and loaded.tokenizer.vocab_size == tiny["vocab"]
-    causal = load_model_spec(f"hf:{tiny['gpt2']}", device="cpu")
+    causal = load_spec(f"hf:{tiny['gpt2']}", device="cpu")
     assert causal.causal and same_tokenizer(loaded.tokenizer, causal.tokenizer) is None
 
 
@@ -85,7 +87,7 @@ def test_hub_id_mdlm_is_detected_and_downloaded(tiny, monkeypatch):
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", hf_hub_download)
     monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
-    loaded = load_model_spec("hf:kuleshov-group/mdlm-owt", device="cpu")
+    loaded = load_spec("hf:kuleshov-group/mdlm-owt", device="cpu")
     assert isinstance(loaded.model, MaskedDiffusionLM)
     assert calls == [("config", "kuleshov-group/mdlm-owt", "config.json"), ("snapshot", "kuleshov-group/mdlm-owt")]
 
@@ -128,6 +130,8 @@ def test_same_tokenizer_compares_ids_not_fingerprints():
     assert "probe text" in same_tokenizer(FakeTokenizer("a"), FakeTokenizer("b", shift=1))
     assert "end-of-sequence" in same_tokenizer(FakeTokenizer("a"), FakeTokenizer("b", eos_id=5))
     assert same_tokenizer(None, FakeTokenizer("b")) is None
+    text8 = load_tokenizer_spec("char")  # cannot encode the probe text's capitals: a difference, not a crash
+    assert "char cannot encode a probe text" in same_tokenizer(text8, FakeTokenizer("b"))
 
 
 @needs_gpt2
@@ -146,8 +150,8 @@ def test_gpt2_mdlm_with_hf_gpt2_energy(tmp_path, monkeypatch):
     hf_tok.save_pretrained(str(tmp_path / "gpt2"))
     build_gpt2(tmp_path / "gpt2", 50257, 50256, n_embd=8, n_layer=1)
     mdlm = write_mdlm(tmp_path / "mdlm", 50257, model_length=16)
-    den = load_model_spec(f"hf:{mdlm}", device="cpu")
-    ar = load_model_spec(f"hf:{tmp_path / 'gpt2'}", device="cpu")
+    den = load_spec(f"hf:{mdlm}", device="cpu")
+    ar = load_spec(f"hf:{tmp_path / 'gpt2'}", device="cpu")
     assert den.tokenizer.name == "gpt2" and den.tokenizer.fingerprint != ar.tokenizer.fingerprint
     assert same_tokenizer(den.tokenizer, ar.tokenizer) is None
     out = tmp_path / "s.jsonl"

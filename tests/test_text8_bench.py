@@ -12,8 +12,8 @@ from test_train_support import text8_dir, tiny_overrides  # noqa: F401
 from edlm.cli import main
 from edlm.bench.text8_report import _interp_log_time, claims
 
-TINY = ["--steps", "2,4", "--ks", "2", "--windows", "1", "--num-samples", "2", "--seq-len", "32",
-        "--ablation-steps", "2", "--ablation-ks", "2,3", "--ablation-windows", "0.5,1", "--table-sequences", "4",
+TINY = ["--steps", "2,4", "--k", "2", "--window", "1", "--num-samples", "2", "--seq-len", "32",
+        "--ablation-steps", "2", "--ablation-k", "2,3", "--ablation-window", "0.5,1", "--max-sequences", "4",
         "--num-t", "2", "--num-z", "2", "--full-num-t", "2", "--reference-samples", "2", "--device", "cpu"]
 
 
@@ -32,7 +32,8 @@ def models(tmp_path_factory, text8_dir):  # noqa: F811
                                                              init_from=str(root / "mdlm")), "--no-progress"]) == 0
     finally:
         torch.set_num_threads(threads)
-    specs = [f"--{name}={root / name}" for name in ("mdlm", "ar", "nce", "oracle")]
+    roles = {"denoiser": "mdlm", "ar": "ar", "nce": "nce", "oracle": "oracle"}
+    specs = [f"--{flag}={root / name}" for flag, name in roles.items()]
     return dict(root=root, specs=specs + ["--data", str(text8_dir), "--threads", "1"])
 
 
@@ -70,7 +71,7 @@ def test_sharded_run_resumes_from_cache_and_writes_the_report(models, tmp_path, 
 def test_bad_arguments_exit_2(models, tmp_path, capsys):
     base = [*models["specs"], "--cache", str(tmp_path / "c"), "--out", str(tmp_path / "x")]
     assert main(["eval", "text8", *base, "--shard", "2/2"]) == 2
-    assert main(["eval", "text8", *base, "--ks", "1"]) == 2
+    assert main(["eval", "text8", *base, "--k", "1"]) == 2
     assert main(["eval", "text8", *base, "--seq-len", "64"]) == 2  # the tiny models stop at 32
     assert main(["eval", "text8", *base, "--nce", str(models["root"] / "ar")]) == 2
     assert "error:" in capsys.readouterr().err

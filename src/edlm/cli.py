@@ -10,10 +10,14 @@ from edlm.errors import EdlmError
 
 def build_parser() -> argparse.ArgumentParser:
     from edlm.commands import command_modules
+    from edlm.version import __version__
 
     parser = argparse.ArgumentParser(
         prog="edlm", description="Energy-based discrete diffusion language models: train, sample, evaluate.")
-    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument("--version", action="version", version=f"edlm {__version__}",
+                        help="print edlm's version and exit")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                       help="run `edlm COMMAND --help` for its options")
     for module in command_modules():
         if hasattr(module, "register") and module.__name__.rsplit(".", 1)[-1] != "__init__":
             module.register(subparsers)

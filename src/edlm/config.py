@@ -8,14 +8,20 @@ accepted when exactly one section has it. Values are parsed as YAML scalars.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 import yaml
 
+from edlm.data import CORPORA
 from edlm.errors import EdlmError, require
 from edlm.models.config import ModelConfig
+from edlm.models.registry import KINDS
+from edlm.util.device import PRECISIONS
+
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
@@ -87,6 +93,9 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
+    def __post_init__(self) -> None:
+        check_run_config(self)
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -105,6 +114,52 @@ class RunConfig:
             parts[name] = kind(**{key: _typed(f"{name}.{key}", value, getattr(defaults, key))
                                   for key, value in values.items()})
         return cls(**parts)
+
+
+def _at_least(low):
+    return (lambda v: v >= low), f"at least {low}"
+
+
+def _between(low: float, high: float, *, low_open: bool = False, high_open: bool = True):
+    def test(v):
+        return (low < v if low_open else low <= v) and (v < high if high_open else v <= high)
+    return test, f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+
+
+def _one_of(names):
+    return (lambda v: v in names), f"one of {', '.join(sorted(names))}"
+
+
+POSITIVE = ((lambda v: v > 0), "positive")
+# (section, key, (test, allowed values in words)) for every data and train field with a limited range;
+# the model section checks its own fields (`ModelConfig.__post_init__`).
+RULES = [
+    ("data", "corpus", _one_of(CORPORA)),
+    ("data", "seq_len", _at_least(1)),
+    ("data", "valid_fraction", _between(0, 1, low_open=True)),
+    ("train", "objective", _one_of(KINDS)),
+    *[("train", key, _at_least(1)) for key in ("steps", "batch_size", "grad_accum", "eval_batches", "nce_negatives")],
+    *[("train", key, _at_least(0)) for key in ("warmup_steps", "log_every", "eval_every", "save_every", "keep_last",
+                                               "weight_decay", "grad_clip")],
+    ("train", "lr", POSITIVE),
+    ("train", "lr_schedule", _one_of(LR_SCHEDULES)),
+    ("train", "precision", _one_of(PRECISIONS)),
+    *[("train", key, _between(0, 1)) for key in ("beta1", "beta2", "ema", "t_min", "nce_t_min")],
+    ("train", "eps", _between(0, 1, low_open=True)),
+]
+
+
+def check_run_config(cfg: RunConfig) -> None:
+    """Raise EdlmError (one sentence, `section.key=value` and the allowed values) for the first field
+    of `cfg` outside its range; runs whenever a RunConfig is built, so before anything is written."""
+    for section, key, (test, allowed) in RULES:
+        value = getattr(getattr(cfg, section), key)
+        finite = not isinstance(value, float) or math.isfinite(value)
+        require(finite and test(value), f"{section}.{key}={value!r} must be {allowed}.")
+    require(bool(cfg.train.out_dir), "train.out_dir is empty; set train.out_dir=DIR, the run directory.")
+    require(cfg.data.seq_len <= cfg.model.max_seq_len,
+            f"data.seq_len={cfg.data.seq_len} exceeds model.max_seq_len={cfg.model.max_seq_len}; "
+            "raise model.max_seq_len or lower data.seq_len.")
 
 
 def _typed(key: str, value, default):
@@ -171,14 +226,14 @@ def load_config(recipe: str, overrides: list[str] | None = None) -> RunConfig:
     return RunConfig.from_dict(apply_overrides(read_recipe(recipe), overrides or []))
 
 
-def read_run_json(file: Path, *, fmt: str, version: int, required: tuple[str, ...], what: str,
+def read_run_json(file: Path, *, fmt: str, versions: tuple[int, ...], required: tuple[str, ...], what: str,
                   writer: str) -> tuple[dict, RunConfig]:
     """(contents, RunConfig of its "config") of a versioned JSON file that edlm wrote (a checkpoint's
     state.json, a pretrained directory's edlm_config.json); EdlmError naming the file otherwise.
 
-    fmt/version: the expected "format" and "version" values; required: keys that must be present
-    besides "config"; what: the file's kind for messages ("checkpoint state"); writer: what writes such
-    files ("edlm train"), named in the fix."""
+    fmt/versions: the expected "format" value and the "version" values this edlm reads; required: keys
+    that must be present besides "config"; what: the file's kind for messages ("checkpoint state");
+    writer: what writes such files ("edlm train"), named in the fix."""
     import json
 
     try:
@@ -187,8 +242,8 @@ def read_run_json(file: Path, *, fmt: str, version: int, required: tuple[str, ..
         raise EdlmError(f"{what} {file} is corrupt ({err}); write it again with {writer}.") from None
     found = meta.get("format") if isinstance(meta, dict) else None
     require(found == fmt, f"{file} is not an edlm {what} (format {found!r}); pass a directory written by {writer}.")
-    require(meta.get("version") == version, f"{file} has {what} format version {meta.get('version')}, this edlm "
-            f"reads version {version}; use a matching edlm release.")
+    require(meta.get("version") in versions, f"{file} has {what} format version {meta.get('version')}, this edlm "
+            f"reads versions {', '.join(map(str, versions))}; use a matching edlm release.")
     missing = [key for key in ("config", *required) if key not in meta]
     require(not missing, f"{what} {file} lacks {missing}; it is corrupt, write it again with {writer}.")
     try:

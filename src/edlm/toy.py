@@ -2,7 +2,7 @@
 
 With V symbols and length L there are V**L sequences, so every likelihood, posterior marginal and
 conditional is computed exactly by enumeration. The exact models satisfy the public protocols
-(DESIGN.md §3), so they plug into every sampler and estimator like a trained network would.
+(docs/contracts.md), so they plug into every sampler and estimator like a trained network would.
 """
 
 from __future__ import annotations

@@ -111,47 +111,51 @@ class Job:
         self.key = json.dumps({"kind": self.kind, **self.params}, sort_keys=True)
 
 
-def fingerprint(spec: str) -> str:
-    """sha256 over the safetensors files of the directory a model spec names (order-independent)."""
-    from edlm.loading.pretrained import pretrained_spec
-    from edlm.loading.checkpoint import resolve_checkpoint
-
-    name = pretrained_spec(spec)
-    directory = Path(name) if name is not None else resolve_checkpoint(spec)
+def fingerprint(directory: Path) -> str:
+    """sha256 over the safetensors files of a model directory (order-independent)."""
     digest = hashlib.sha256()
     for file in sorted(directory.glob("*.safetensors")):
         digest.update(file.name.encode() + hashlib.sha256(file.read_bytes()).digest())
     return digest.hexdigest()
 
 
-def load_models(specs: dict, *, device=None, data_path: str = "") -> Models:
-    """Load the four models of `specs` ({"mdlm", "ar", "nce", "oracle"} -> model spec) and the test split."""
-    from edlm.data import build_tokenizer, load_split
-    from edlm.energy import NCEEnergy, check_compatible
-    from edlm.loading.checkpoint import load_model
+ROLES = {"mdlm": "denoiser", "ar": "causal", "nce": "nce", "oracle": "causal"}
 
-    loaded, configs = {}, {}
-    for role in ("mdlm", "ar", "nce", "oracle"):
-        loaded[role], configs[role] = load_model(specs[role], device=device)
-    causal = {role: hasattr(loaded[role], "token_logprobs") for role in loaded}
-    require(not causal["mdlm"] and not isinstance(loaded["mdlm"], NCEEnergy),
-            f"mdlm={specs['mdlm']!r} is not a diffusion (mdlm) model.")
-    require(causal["ar"] and causal["oracle"], f"ar={specs['ar']!r} and oracle={specs['oracle']!r} must be AR models.")
-    require(isinstance(loaded["nce"], NCEEnergy), f"nce={specs['nce']!r} is not an NCE energy checkpoint.")
-    for role in ("ar", "nce", "oracle"):
-        check_compatible(loaded["mdlm"], loaded[role])
-    data = configs["mdlm"].data
-    require(data.corpus == "text8", f"mdlm={specs['mdlm']!r} was trained on {data.corpus}, not text8.")
+
+def load_models(specs: dict, *, device=None, data_path: str = "", options: dict | None = None) -> Models:
+    """Load the four models of `specs` ({"mdlm", "ar", "nce", "oracle"} -> model spec, any spec kind of
+    `edlm.loading.specs` whose role fits) and the test split. options: the name of each role's value in
+    messages (e.g. {"mdlm": "--denoiser"}; default "the mdlm model", ...)."""
+    from edlm.data import load_split
+    from edlm.energy import check_compatible
+    from edlm.loading.specs import load_spec
+    from edlm.loading.tokenizer_specs import same_tokenizer
+
+    what = {name: f"the {name} model" for name in ROLES} | dict(options or {})
+    loaded = {name: load_spec(specs[name], device=device, role=role, what=what[name]) for name, role in ROLES.items()}
+    mdlm = loaded["mdlm"]
+    require(mdlm.config is not None, f"{what['mdlm']} {specs['mdlm']!r} carries no edlm data config; pass an edlm "
+            "text8 model.")
+    for name in ("ar", "nce", "oracle"):
+        check_compatible(mdlm.model, loaded[name].model)
+        difference = same_tokenizer(mdlm.tokenizer, loaded[name].tokenizer)
+        require(difference is None, f"{what[name]} {specs[name]!r} has another tokenizer than the denoiser "
+                f"({difference}); pass text8 character models.")
+    data = mdlm.config.data
+    require(data.corpus == "text8",
+            f"the denoiser {specs['mdlm']!r} was trained on {data.corpus}, not text8; pass a text8 model.")
     if data_path:
         data.path = data_path
     test = load_split(data, "test")
-    return Models(loaded["mdlm"], loaded["ar"], loaded["nce"], loaded["oracle"], dict(specs),
-                  {role: fingerprint(spec) for role, spec in specs.items()}, build_tokenizer(data), test)
+    fingerprints = {name: fingerprint(m.directory) if m.directory is not None else
+                    hashlib.sha256(m.spec.encode()).hexdigest() for name, m in loaded.items()}
+    return Models(mdlm.model, loaded["ar"].model, loaded["nce"].model, loaded["oracle"].model, dict(specs),
+                  fingerprints, mdlm.tokenizer, test)
 
 
 def subset(test: torch.Tensor, n: int) -> torch.Tensor:
     """n evenly spaced sequences of the test split: Long[n, L]."""
-    require(n <= test.shape[0], f"table_sequences={n} exceeds the {test.shape[0]} test sequences.")
+    require(n <= test.shape[0], f"{n} sequences exceed the {test.shape[0]} test sequences; ask for fewer.")
     return test[torch.linspace(0, test.shape[0] - 1, n).round().long()]
 
 
@@ -205,14 +209,14 @@ def _likelihood(models: Models, p: dict, settings: Settings) -> dict:
     data = models.test if p["data"] == "full" else subset(models.test, p["n"])
     g = torch.Generator().manual_seed(settings.seed)
     if p["model"] == "AR":
-        result = nelbo(models.ar, data, batch_size=64)
+        result = nelbo(models.ar, data, batch_size=64, progress=True)
     elif p["model"] == "MDLM":
-        result = nelbo(models.mdlm, data, num_t=p["num_t"], generator=g, batch_size=64)
+        result = nelbo(models.mdlm, data, num_t=p["num_t"], generator=g, batch_size=64, progress=True)
     else:
         name = p["model"].split("-", 1)[1]
         energy = models.energy("ar", carry_over=True) if name == "coar" else models.energy(name)
         result = nelbo(models.mdlm, data, energy=energy, num_t=p["num_t"], num_z=p["num_z"], generator=g,
-                            batch_size=4, estimator=p["estimator"])
+                            batch_size=4, estimator=p["estimator"], progress=True)
     tokens = data.numel()
     mc_se = math.sqrt(float(torch.nan_to_num(result.stderr).pow(2).sum())) / tokens
     return dict(bpc=float(result.nats.sum()) / tokens / LN2, bpc_se=mc_se / LN2, kind=result.kind,
@@ -226,7 +230,7 @@ def _reference(models: Models, p: dict, settings: Settings) -> dict:
         return dict(wall_s_per_sample=None, model_rows_per_sample=None, **judge(models, subset(models.test, p["n"])))
     g = torch.Generator().manual_seed(settings.seed)
     start = time.perf_counter()
-    samples = ar_sample(models.ar, p["n"], p["seq_len"], generator=g)
+    samples = ar_sample(models.ar, p["n"], p["seq_len"], generator=g, progress=True)
     wall = time.perf_counter() - start
     return dict(wall_s_per_sample=wall / p["n"], model_rows_per_sample=1.0, **judge(models, samples))
 
@@ -238,7 +242,7 @@ def _generation(models: Models, p: dict, settings: Settings) -> dict:
     g = torch.Generator().manual_seed(settings.seed)
     start = time.perf_counter()
     samples, stats = sample(models.mdlm, p["n"], p["seq_len"], p["steps"], energy=energy, k=p["k"],
-                                 window=p["window"], generator=g, return_stats=True)
+                                 window=p["window"], generator=g, return_stats=True, progress=True)
     wall = time.perf_counter() - start
     (calls_d, rows_d), (calls_e, rows_e) = stats.count("denoiser"), stats.count("energy")
     ess = stats.ess[~stats.ess.isnan()]

@@ -174,7 +174,7 @@ def markdown(parts: dict, claim_rows: list[dict], settings: Settings, meta: dict
 
 
 def write(prefix, settings: Settings, results: dict, meta: dict) -> list[Path]:
-    """Write PREFIX.json, PREFIX.md and the PNGs; returns the paths."""
+    """Write STEM.json, STEM.md and the PNGs; returns the paths."""
     from edlm.reports.plots import plot_ablation_heatmap, plot_all
 
     prefix = Path(prefix)

@@ -1,8 +1,8 @@
 """`edlm data`: check corpora before training.
 
-- `edlm data text8 [--path DIR] [--seq-len N]`: find (or download and verify) text8, check every character, and
+- `edlm data text8 [--data PATH] [--seq-len N]`: find (or download and verify) text8, check every character, and
   print where it lives, its md5, and each split's character range and number of chunks.
-- `edlm data stats RECIPE [key=value ...]`: the tokenizer and the sequences and tokens of each split of a recipe.
+- `edlm data stats RECIPE [KEY=VALUE ...]`: the tokenizer and the sequences and tokens of each split of a recipe.
 """
 
 from __future__ import annotations
@@ -12,15 +12,16 @@ from edlm.errors import EdlmError
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("data", help="check corpora: find or download text8, count the tokens of a recipe")
-    inner = parser.add_subparsers(dest="data_command", required=True, metavar="WHAT")
+    inner = parser.add_subparsers(dest="data_command", required=True, metavar="WHAT",
+                                  help="run `edlm data WHAT --help` for its options")
     text8 = inner.add_parser("text8", help="find or download text8, verify it, and print its splits")
-    text8.add_argument("--path", default="", help="a directory or file holding text8 (default: $EDLM_DATA, "
+    text8.add_argument("--data", default="", help="a directory or file holding text8 (default: $EDLM_DATA, "
                                                   "else download into $EDLM_CACHE)")
     text8.add_argument("--seq-len", type=int, default=256, help="characters per chunk (default 256)")
     text8.set_defaults(func=run)
     stats = inner.add_parser("stats", help="sequences and tokens per split of a recipe's data")
-    stats.add_argument("recipe", help="a shipped recipe name or a YAML file")
-    stats.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. data.seq_len=128")
+    stats.add_argument("recipe", metavar="RECIPE", help="a shipped recipe name or a YAML file")
+    stats.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. data.seq_len=128")
     stats.set_defaults(func=run)
 
 
@@ -31,8 +32,10 @@ def run(args) -> int:
 def _text8(args) -> int:
     from edlm.data.files import file_digest
     from edlm.data.text8 import KNOWN_MD5, chunk_count, find_text8, read_text8
+    from edlm.errors import require
 
-    source = find_text8(args.path)
+    require(args.seq_len >= 1, f"--seq-len {args.seq_len} must be at least 1.")
+    source = find_text8(args.data)
     md5 = file_digest(source.origin, "md5")
     print(f"text8: {source.path} ({'standard 90M/5M/5M split' if source.full else 'prefix split, not the standard one'})")
     if source.origin != source.path:

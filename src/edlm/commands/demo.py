@@ -5,16 +5,20 @@ the `--energy` model (k candidates, at every step with t >= 1 - window). For eac
 texts are printed in two columns, then a summary per method: wall time per sample (seconds), model
 forward rows per sample (a row is one sequence of seq_len tokens through the denoiser or the energy;
 see `edlm.sampling.mdlm.SampleStats`) and, unless `--oracle none`, the oracle's NLL in bits per
-character (nats / tokens / ln 2; a token is a character for the text8 models) averaged over samples.
+character of the sample text (nats / characters / ln 2), averaged over samples. An oracle with another
+tokenizer than the denoiser's scores the decoded text encoded by its own tokenizer (`oracle_retokenized`
+in the JSON), so bits per character stay comparable.
 """
 
 from __future__ import annotations
 
-from edlm.commands.sample import DEFAULT_DENOISER
+from edlm.commands.arguments import DEFAULT_DENOISER
 
 DEFAULT_ENERGY = "ar:bundled:text8-small-ar"
 DEFAULT_ORACLE = "bundled:text8-small-oracle"
 RESULTS = "benchmarks/results/text8.md"
+SUMMARY_COLUMNS = ["method", "seconds_per_sample", "denoiser_rows_per_sample", "energy_rows_per_sample",
+                   "oracle_bits_per_char"]
 
 
 def register(subparsers) -> None:
@@ -23,9 +27,11 @@ def register(subparsers) -> None:
     parser.add_argument("--denoiser", default=DEFAULT_DENOISER,
                         help=f"diffusion model spec, as for edlm sample (default {DEFAULT_DENOISER})")
     parser.add_argument("--energy", default=DEFAULT_ENERGY,
-                        help=f"EDLM energy: ar:SPEC or nce:SPEC, as for edlm sample (default {DEFAULT_ENERGY})")
+                        help=f"EDLM energy: ar:MODEL, coar:MODEL or nce:MODEL, as for edlm sample "
+                             f"(default {DEFAULT_ENERGY})")
     parser.add_argument("--oracle", default=DEFAULT_ORACLE,
-                        help=f"causal LM that scores the samples, or none (default {DEFAULT_ORACLE})")
+                        help=f"causal LM (any model spec) that scores the samples in bits per character, or none "
+                             f"(default {DEFAULT_ORACLE})")
     parser.add_argument("--num-samples", type=int, default=2, help="samples per method (default 2)")
     parser.add_argument("--seq-len", type=int, default=None, help="tokens per sample (default: the denoiser's)")
     parser.add_argument("--steps", type=int, default=32, help="reverse steps (default 32)")
@@ -34,19 +40,20 @@ def register(subparsers) -> None:
                         help="EDLM importance sampling at steps with t >= 1 - window (default 1 = every step)")
     parser.add_argument("--tau", type=float, default=1.0, help="temperature of the importance weights (default 1)")
     parser.add_argument("--seed", type=int, default=0, help="seed of both samplers (default 0)")
-    parser.add_argument("--width", type=int, default=100, help="terminal columns of the layout (default 100)")
-    parser.add_argument("--json", default=None, help="also write the samples and numbers to this JSON file")
+    parser.add_argument("--columns", type=int, default=100, help="terminal columns of the layout (default 100)")
+    parser.add_argument("--out", default=None, metavar="STEM",
+                        help="also write the samples and numbers to STEM.json and the summary to STEM.md")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
     parser.set_defaults(func=run)
 
 
-def side_by_side(headers: tuple[str, str], texts: tuple[str, str], width: int) -> list[str]:
-    """Lines of at most `width` characters: two headers, a rule, and two texts, each wrapped into its
-    half of the width, the halves split by ' | '."""
+def side_by_side(headers: tuple[str, str], texts: tuple[str, str], columns: int) -> list[str]:
+    """Lines of at most `columns` characters: two headers, a rule, and two texts, each wrapped into its
+    half of the line, the halves split by ' | '."""
     import itertools
     import textwrap
 
-    column = (width - 3) // 2
+    column = (columns - 3) // 2
 
     def pairs(left: str, right: str) -> list[str]:
         rows = itertools.zip_longest(textwrap.wrap(left, column), textwrap.wrap(right, column), fillvalue="")
@@ -69,7 +76,7 @@ def run_sampler(denoiser, seq_len: int, args, *, energy=None, k: int = 1, window
     generator = torch.Generator(device=device).manual_seed(args.seed)
     start = time.perf_counter()
     ids, stats = sample(denoiser, args.num_samples, seq_len, args.steps, energy=energy, k=k, window=window,
-                             tau=args.tau, generator=generator, return_stats=True)
+                             tau=args.tau, generator=generator, return_stats=True, progress=True)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     n = args.num_samples
@@ -78,21 +85,33 @@ def run_sampler(denoiser, seq_len: int, args, *, energy=None, k: int = 1, window
                               energy_rows_per_sample=stats.count("energy")[1] / n)
 
 
-def load_oracle(spec: str, tokenizer, device):
-    """The causal LM of an oracle spec that shares `tokenizer`; EdlmError otherwise."""
+def load_oracle(spec: str, device):
+    """The `LoadedModel` of an oracle spec: a causal LM with a known tokenizer; EdlmError otherwise."""
     from edlm.errors import require
-    from edlm.loading.specs import load_model_spec, same_tokenizer
+    from edlm.loading.specs import load_spec
 
-    loaded = load_model_spec(spec, device=str(device))
-    require(loaded.causal, f"--oracle {spec!r} is not a causal LM; pass an AR model spec or none.")
-    difference = same_tokenizer(tokenizer, loaded.tokenizer)
-    require(difference is None, f"the oracle's tokenizer differs from the denoiser's: {difference}; "
-            "use an oracle trained on the denoiser's tokenizer or --oracle none.")
-    return loaded.model
+    loaded = load_spec(spec, device=device, role="causal", what="--oracle")
+    require(loaded.tokenizer is not None, f"--oracle {spec!r} has no known tokenizer, so the samples cannot be "
+            "retokenized for it; save its tokenizer beside it or pass --oracle none.")
+    return loaded
 
 
-def summary(methods: dict[str, dict], num_samples: int, width: int) -> list[str]:
-    """The summary table (one line per method) and the note, wrapped to `width`, that it is not a benchmark."""
+def oracle_bits(oracle, samples: list[list[int]], tokenizer) -> tuple[list[float], bool]:
+    """(bits per character of each sample's text under the oracle's `LoadedModel`, retokenized): the
+    samples' ids when the oracle shares `tokenizer` (the denoiser's), else their decoded text encoded
+    by the oracle's tokenizer."""
+    from edlm.loading.tokenizer_specs import same_tokenizer
+    from edlm.metrics.generative import bits_per_char
+    from edlm.metrics.samples import encode_text
+
+    texts = [tokenizer.decode(ids) for ids in samples]
+    retokenized = same_tokenizer(tokenizer, oracle.tokenizer) is not None
+    sequences = [encode_text(oracle.tokenizer, t) for t in texts] if retokenized else samples
+    return bits_per_char(oracle.model, sequences, texts), retokenized
+
+
+def summary(methods: dict[str, dict], num_samples: int, columns: int) -> list[str]:
+    """The summary table (one line per method) and the note, wrapped to `columns`, that it is not a benchmark."""
     import textwrap
 
     scored = all(m["oracle_bits_per_char"] is not None for m in methods.values())
@@ -103,37 +122,47 @@ def summary(methods: dict[str, dict], num_samples: int, width: int) -> list[str]
                 f"{m['energy_rows_per_sample']:>20.1f}")
         lines.append(line + (f"{m['oracle_bits_per_char']:>18.3f}" if scored else ""))
     note = f"note: one seed and {num_samples} sample(s), so this is a demonstration, not a benchmark; see {RESULTS}."
-    return lines + textwrap.wrap(note, width)
+    return lines + textwrap.wrap(note, columns)
 
 
 def run(args) -> int:
-    import json
     import statistics
+    import sys
 
-    from edlm.commands.sample import check_sampler_args, check_seq_len, load_denoiser, load_energy
+    from edlm.commands.arguments import check_sampler_args, load_denoiser
     from edlm.errors import require
-    from edlm.metrics.generative import bits_per_token
-    from edlm.util.atomic import write_text_atomic
+    from edlm.loading.energy_specs import load_energy_spec
+    from edlm.loading.specs import check_seq_len
+    from edlm.reports.report import write_report
     from edlm.util.device import select_device
+    from edlm.util.outputs import check_output_path
 
+    check_output_path(args.out, option="--out", kind="stem")
     check_sampler_args(args)
-    require(args.width >= 20, f"--width {args.width} is too narrow for two columns; use at least 20.")
+    require(args.k > 1 and args.window > 0, f"--k {args.k} and --window {args.window:g} make the EDLM column plain "
+            "MDLM; pass --k 2 or more and a --window above 0.")
+    require(args.columns >= 20, f"--columns {args.columns} is too narrow for two columns of text; use at least 20.")
     device = select_device(args.device)
     loaded = load_denoiser(args.denoiser, device=device)
     denoiser, tokenizer = loaded.model, loaded.tokenizer
     seq_len = args.seq_len or loaded.seq_len
     check_seq_len(seq_len, denoiser, "denoiser")
-    energy, _ = load_energy(args.energy, denoiser, tokenizer, seq_len, device=device)
-    oracle = None if args.oracle.lower() == "none" else load_oracle(args.oracle, tokenizer, device)
+    loaded_energy = load_energy_spec(args.energy, denoiser=denoiser, tokenizer=tokenizer, seq_len=seq_len,
+                                     device=device, what="--energy")
+    energy = loaded_energy.energy
+    oracle = None if args.oracle.lower() == "none" else load_oracle(args.oracle, device)
 
-    kind = "AR" if args.energy.startswith("ar:") else "NCE"
+    kind = {"ar": "AR", "coar": "coAR", "nce": "NCE"}[loaded_energy.kind]
+    retokenized = None
     runs = {"mdlm": (f"MDLM ({args.steps} steps)", {}),
             "edlm": (f"EDLM ({kind} energy, k={args.k}, window={args.window}, {args.steps} steps)",
                      dict(energy=energy, k=args.k, window=args.window))}
     methods = {}
     for name, (header, options) in runs.items():
         rows, numbers = run_sampler(denoiser, seq_len, args, **options)
-        bits = [None] * len(rows) if oracle is None else bits_per_token(oracle, rows)
+        bits = [None] * len(rows)
+        if oracle is not None:
+            bits, retokenized = oracle_bits(oracle, rows, tokenizer)
         methods[name] = dict(header=header, **numbers,
                              oracle_bits_per_char=None if oracle is None else statistics.fmean(bits),
                              samples=[dict(ids=ids, text=tokenizer.decode(ids), oracle_bits_per_char=b)
@@ -144,11 +173,16 @@ def run(args) -> int:
     for i in range(args.num_samples):
         print(f"sample {i + 1}/{args.num_samples}")
         texts = (left["samples"][i]["text"], right["samples"][i]["text"])
-        print("\n".join(side_by_side((left["header"], right["header"]), texts, args.width)) + "\n")
-    print("\n".join(summary(methods, args.num_samples, args.width)))
-    if args.json:
-        settings = dict(denoiser=args.denoiser, energy=args.energy, oracle=args.oracle, num_samples=args.num_samples,
+        print("\n".join(side_by_side((left["header"], right["header"]), texts, args.columns)) + "\n")
+    lines = summary(methods, args.num_samples, args.columns)
+    print("\n".join(lines))
+    if args.out:
+        settings = dict(tokenizer=loaded.tokenizer_spec, denoiser=args.denoiser, energy=args.energy,
+                        oracle=args.oracle, oracle_retokenized=retokenized, num_samples=args.num_samples,
                         seq_len=seq_len, steps=args.steps, k=args.k, window=args.window, tau=args.tau,
                         seed=args.seed, device=str(device))
-        write_text_atomic(args.json, json.dumps(dict(settings=settings, methods=methods), indent=1) + "\n")
+        rows = [dict(m, method=m["header"]) for m in methods.values()]
+        json_path, md_path = write_report(args.out, "MDLM and EDLM side by side", dict(settings=settings,
+                                          methods=methods), rows, SUMMARY_COLUMNS, " ".join(lines[len(methods) + 1:]))
+        print(f"wrote {json_path} and {md_path}", file=sys.stderr)
     return 0

@@ -6,7 +6,10 @@ from edlm.commands import command_modules
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("eval", help="evaluate models and samples (nll, gen, mauve, zeroshot, latency, energy)")
-    inner = parser.add_subparsers(dest="eval_command", required=True, metavar="WHAT")
-    for module in command_modules("eval_"):
+    modules = list(command_modules("eval_"))
+    names = ", ".join(module.__name__.rsplit(".", 1)[-1][len("eval_"):] for module in modules)
+    parser = subparsers.add_parser("eval", help=f"evaluate models and samples ({names})")
+    inner = parser.add_subparsers(dest="eval_command", required=True, metavar="WHAT",
+                                  help="run `edlm eval WHAT --help` for its options")
+    for module in modules:
         module.register(inner)

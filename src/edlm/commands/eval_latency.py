@@ -1,13 +1,15 @@
 """`edlm eval latency`: wall time to generate N sequences of length L with MDLM, EDLM and an AR model
 with a KV cache, side by side in one process (see `edlm.metrics.latency` for the method).
 
-Models come from specs (`--denoiser`, `--energy ar:SPEC`, `--ar`) or, with `--random-init`, are
+Models come from specs (`--denoiser`, `--energy ar:MODEL` or `coar:MODEL`, `--ar`) or, with `--random-init`, are
 random-weight edlm models of one size (`--layers --width --heads --vocab`): the denoiser, the AR
 baseline and the AR energy of EDLM are then networks of the same backbone (the AR model is also the
 energy), so the comparison runs at equal model size without trained checkpoints.
 """
 
 from __future__ import annotations
+
+from edlm.commands.arguments import int_list
 
 METHODS = ("ar", "mdlm", "edlm")
 
@@ -21,12 +23,11 @@ def register(subparsers) -> None:
         description="Times generation of --num-samples sequences of --seq-len tokens: AR with a KV cache, MDLM "
                     "for each of --steps, and EDLM (AR energy, --k candidates, --window) for each of --steps. "
                     "Warm-up runs are excluded; the median and spread of --repeats timed runs are reported with "
-                    "the forward passes per sample. Writes PREFIX.json and PREFIX.md.")
-    parser.add_argument("--denoiser", default=None, help="diffusion model: ckpt:PATH or a path to an edlm checkpoint")
-    parser.add_argument("--energy", default=None, help="ar:SPEC, the AR energy of EDLM (SPEC: ckpt:PATH, a path "
-                                                       "or hf:ID_OR_PATH)")
-    parser.add_argument("--carry-over", action="store_true", help="carry-over AR energy (coAR)")
-    parser.add_argument("--ar", default=None, help="AR baseline with a KV cache: ckpt:PATH, a path or hf:ID_OR_PATH")
+                    "the forward passes per sample. Writes STEM.json and STEM.md.")
+    parser.add_argument("--denoiser", default=None, help="model spec of the diffusion model timed as MDLM and EDLM")
+    parser.add_argument("--energy", default=None, help="the AR energy of EDLM: ar:MODEL, or coar:MODEL for the "
+                                                       "carry-over AR energy (MODEL: a model spec of a causal LM)")
+    parser.add_argument("--ar", default=None, help="model spec of the AR baseline, timed with a KV cache")
     parser.add_argument("--random-init", action="store_true",
                         help="time random-weight edlm models of the size below instead of checkpoints")
     parser.add_argument("--layers", type=int, default=shape.n_layers,
@@ -59,25 +60,14 @@ def register(subparsers) -> None:
                         help="auto: bf16 autocast on CUDA, fp32 elsewhere (default auto)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default 0: torch's choice)")
     parser.add_argument("--trust-remote-code", action="store_true", help="allow hf: models that run their own code")
-    parser.add_argument("--out", required=True, help="output prefix: writes PREFIX.json and PREFIX.md")
+    parser.add_argument("--out", required=True, metavar="STEM", help="writes STEM.json and STEM.md")
     parser.set_defaults(func=run)
-
-
-def int_list(option: str, text: str | None) -> list[int] | None:
-    """'64,128' -> [64, 128]; raises EdlmError unless every item is an integer >= 1."""
-    from edlm.errors import require
-
-    if text is None:
-        return None
-    items = [s.strip() for s in str(text).split(",")]
-    require(all(s.isdigit() and int(s) >= 1 for s in items),
-            f"{option} {text!r} must be a positive integer or a comma list of them, e.g. 64,128.")
-    return [int(s) for s in items]
 
 
 def check_args(args) -> list[str]:
     """Checks that need no model; returns the methods to time (all three when --methods is not given)."""
     from edlm.errors import require
+    from edlm.loading.energy_specs import parse_energy_spec
 
     methods = list(METHODS)
     if args.methods is not None:
@@ -97,8 +87,8 @@ def check_args(args) -> list[str]:
         require(all(k >= 2 for k in ks), f"--k {args.k} must be at least 2 for EDLM (k = 1 is plain MDLM); "
                 "drop edlm from --methods to time MDLM only.")
         require(0.0 < args.window <= 1.0, f"--window {args.window} must lie in (0, 1] for EDLM (0 is plain MDLM).")
-    require(args.energy is None or (args.energy.startswith("ar:") and len(args.energy) > 3),
-            f"--energy {args.energy!r} is not supported; use ar:CKPT or ar:hf:ID_OR_PATH.")
+    require(args.energy is None or parse_energy_spec(args.energy, "--energy")[0] in ("ar", "coar"),
+            f"--energy {args.energy!r} is not an AR energy; eval latency times ar:MODEL or coar:MODEL.")
     if args.random_init:
         require(args.denoiser is None and args.energy is None and args.ar is None,
                 "--random-init builds its own models; drop --denoiser, --energy and --ar (or drop --random-init).")
@@ -116,10 +106,8 @@ def check_args(args) -> list[str]:
             require(args.denoiser is not None or not {"mdlm", "edlm"} & set(methods),
                     f"--methods {args.methods!r} includes a diffusion method; pass --denoiser.")
             require(args.energy is not None or "edlm" not in methods,
-                    f"--methods {args.methods!r} includes edlm; pass --energy ar:CKPT.")
+                    f"--methods {args.methods!r} includes edlm; pass --energy ar:MODEL.")
             require(args.ar is not None or "ar" not in methods, f"--methods {args.methods!r} includes ar; pass --ar.")
-    require(not args.carry_over or args.energy is not None or args.random_init,
-            "--carry-over needs --energy ar:CKPT (or --random-init).")
     return methods
 
 
@@ -132,15 +120,13 @@ def _describe(spec: str, model, seq_len=None) -> dict:
     return dict(spec=spec, parameters=count_parameters(model), **shape)
 
 
-def _max_len(model) -> int | None:
-    return getattr(getattr(model, "config", None), "max_seq_len", None) or getattr(model, "max_length", None)
-
-
 def load_models(args, methods, device):
-    """(denoiser, energy_lm, ar_lm, seq_len, models description) for the requested methods."""
+    """(denoiser, energy, ar_lm, seq_len, models description) for the requested methods."""
+    from edlm.energy import AREnergy
     from edlm.errors import require
+    from edlm.loading.energy_specs import load_energy_spec
+    from edlm.loading.specs import load_spec, max_seq_len
     from edlm.metrics.latency import random_models
-    from edlm.loading.specs import load_model_spec
 
     if args.random_init:
         denoiser, lm = random_models(vocab_size=args.vocab, n_layers=args.layers, d_model=args.width,
@@ -149,23 +135,30 @@ def load_models(args, methods, device):
         models = {"denoiser": _describe("random-init", denoiser), "ar": _describe("random-init", lm)}
         if "edlm" in methods:
             models["energy"] = dict(models["ar"], note="the AR baseline model is the EDLM energy")
-        return denoiser, lm, lm, args.seq_len, models
-    load = dict(device=str(device), trust_remote_code=args.trust_remote_code)
-    denoiser = energy_lm = ar_lm = None
+        return denoiser, AREnergy(lm) if "edlm" in methods else None, lm, args.seq_len, models
+    denoiser = energy = energy_lm = ar_lm = None
     models, seq_len = {}, args.seq_len
+    # --trust-remote-code goes to the hf: models among the specs; with none, it is refused.
+    hf = {spec for spec in (args.denoiser, args.ar, (args.energy or "").partition(":")[2])
+          if spec and spec.startswith("hf:")}
+    require(not args.trust_remote_code or hf, "--trust-remote-code applies to hf: models only, and none of "
+            "--denoiser, --energy and --ar is one; drop the flag.")
+
+    def trust(spec: str) -> bool:
+        return args.trust_remote_code and spec in hf
+
     if args.denoiser is not None and {"mdlm", "edlm"} & set(methods):
-        loaded = load_model_spec(args.denoiser, **load)
-        require(not loaded.causal, f"--denoiser {args.denoiser!r} is a causal LM; pass a diffusion (mdlm) checkpoint.")
+        loaded = load_spec(args.denoiser, device=device, trust_remote_code=trust(args.denoiser), role="denoiser",
+                           what="--denoiser")
         denoiser, seq_len = loaded.model, seq_len or loaded.seq_len
         models["denoiser"] = _describe(args.denoiser, denoiser)
         if args.energy is not None and "edlm" in methods:
-            loaded = load_model_spec(args.energy[3:], **load)
-            require(loaded.causal, f"--energy {args.energy!r} is not a causal LM; pass an AR checkpoint or an hf: LM.")
-            energy_lm = loaded.model
+            loaded_energy = load_energy_spec(args.energy, denoiser=denoiser, tokenizer=loaded.tokenizer, device=device,
+                                             trust_remote_code=trust(args.energy.partition(":")[2]), what="--energy")
+            energy, energy_lm = loaded_energy.energy, loaded_energy.lm
             models["energy"] = _describe(args.energy, energy_lm)
     if args.ar is not None and "ar" in methods:
-        loaded = load_model_spec(args.ar, **load)
-        require(loaded.causal, f"--ar {args.ar!r} is not a causal LM; pass an AR checkpoint or an hf: causal LM.")
+        loaded = load_spec(args.ar, device=device, trust_remote_code=trust(args.ar), role="causal", what="--ar")
         ar_lm, seq_len = loaded.model, seq_len or loaded.seq_len
         models["ar"] = _describe(args.ar, ar_lm)
     require(denoiser is not None or ar_lm is not None,
@@ -173,33 +166,33 @@ def load_models(args, methods, device):
             "and --ar for ar.")
     require(seq_len is not None, "the models do not say their sequence length; pass --seq-len.")
     for name, model in (("--denoiser", denoiser), ("--energy", energy_lm), ("--ar", ar_lm)):
-        limit = _max_len(model) if model is not None else None
+        limit = max_seq_len(model) if model is not None else None
         require(limit is None or seq_len <= limit,
                 f"--seq-len {seq_len} exceeds the {name} model's maximum length {limit}; use a shorter --seq-len.")
-    return denoiser, energy_lm, ar_lm, seq_len, models
+    return denoiser, energy, ar_lm, seq_len, models
 
 
 def run(args) -> int:
     import torch
 
-    from edlm.energy import AREnergy
     from edlm.metrics.latency import COLUMNS, latency_benchmark
     from edlm.reports.report import write_report
     from edlm.util.device import select_device
+    from edlm.util.outputs import check_output_path
 
+    check_output_path(args.out, option="--out", kind="stem")
     methods = check_args(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = select_device(args.device)
-    denoiser, energy_lm, ar_lm, seq_len, models = load_models(args, methods, device)
-    energy = AREnergy(energy_lm, carry_over=args.carry_over) if energy_lm is not None and "edlm" in methods else None
+    denoiser, energy, ar_lm, seq_len, models = load_models(args, methods, device)
     steps = int_list("--steps", args.steps) or [seq_len]
     result = latency_benchmark(denoiser=denoiser if {"mdlm", "edlm"} & set(methods) else None, energy=energy,
                                ar=ar_lm if "ar" in methods else None, mdlm="mdlm" in methods,
                                num_samples=args.num_samples, seq_len=seq_len, steps=steps, k=int_list("--k", args.k),
                                window=args.window, tau=args.tau, batch_size=args.batch_size or None,
                                repeats=args.repeats, warmup=args.warmup, seed=args.seed, precision=args.precision,
-                               models=models)
+                               models=models, progress=True)
     results = dict(num_samples=args.num_samples, seq_len=seq_len, steps=steps, repeats=args.repeats,
                    warmup=args.warmup, random_init=args.random_init, **result.to_dict())
     params = ", ".join(f"{name} {info['parameters']:,}" for name, info in models.items())

@@ -12,19 +12,26 @@ import torch
 from edlm.errors import require
 from edlm.sampling.glauber import PARALLEL_TESTS, GlauberStats, glauber
 
+# Effective defaults of the Glauber flags; their parser default is None, so a flag the user gave is known
+# (and refused without --sampler glauber).
+GLAUBER_DEFAULTS = {"rounds": 1, "block": 1, "parallel": 1, "parallel_test": "joint", "metropolis": True}
+GLAUBER_FLAGS = {"rounds": "--rounds", "block": "--block", "parallel": "--parallel", "parallel_test": "--parallel-test",
+                 "metropolis": "--no-metropolis"}
+
 
 def add_glauber_arguments(parser: argparse.ArgumentParser) -> None:
     """Add --rounds, --block, --parallel, --parallel-test and --no-metropolis (used with --sampler glauber)."""
     group = parser.add_argument_group("Glauber dynamics (--sampler glauber; the AR model of --energy is the target)")
-    group.add_argument("--rounds", type=int, default=1,
+    group.add_argument("--rounds", type=int, default=None,
                        help="Glauber rounds after the causal initialisation; each visits every position (default 1)")
-    group.add_argument("--block", type=int, default=1,
+    group.add_argument("--block", type=int, default=None,
                        help="positions masked together per infill call, updated one at a time (default 1)")
-    group.add_argument("--parallel", type=int, default=1,
+    group.add_argument("--parallel", type=int, default=None,
                        help="positions updated at once per infill call and LM call (default 1; excludes --block)")
-    group.add_argument("--parallel-test", choices=PARALLEL_TESTS, default="joint",
-                       help="with --parallel: one joint Metropolis test (exact) or one per site (approximate)")
-    group.add_argument("--no-metropolis", dest="metropolis", action="store_false",
+    group.add_argument("--parallel-test", choices=PARALLEL_TESTS, default=None,
+                       help="with --parallel: one joint Metropolis test (exact) or one per site (approximate) "
+                            "(default joint)")
+    group.add_argument("--no-metropolis", dest="metropolis", action="store_false", default=None,
                        help="accept every infill proposal (the AR model is then not the stationary distribution)")
 
 

@@ -1,12 +1,15 @@
-"""`edlm sample [--denoiser SPEC] [--energy ar:SPEC] ... --out FILE.jsonl`: sample from a masked
-diffusion model (an edlm checkpoint, a `pretrained:` directory, a `bundled:NAME` model - by default
-`bundled:text8-small-mdlm` - or `hf:ID_OR_PATH` for an MDLM hub checkpoint such as
-`hf:kuleshov-group/mdlm-owt`; see `edlm.loading.specs`), optionally with EDLM
-importance-sampled denoising under an AR energy, or (`--sampler glauber`) run Glauber dynamics with
-the AR model of `--energy` as the target and the denoiser as the infill proposal.
+"""`edlm sample [--denoiser MODEL] [--energy ENERGY] ... --out FILE.jsonl`: sample from a masked
+diffusion model (any model spec of `edlm.loading.specs`: a checkpoint, a `pretrained:` directory, a
+`bundled:NAME` model - by default `bundled:text8-small-mdlm` - or `hf:ID_OR_PATH` for an MDLM hub
+checkpoint such as `hf:kuleshov-group/mdlm-owt`), optionally with EDLM importance-sampled denoising
+under an energy (`ar:MODEL`, `coar:MODEL` or `nce:MODEL`, see `edlm.loading.energy_specs`), or
+(`--sampler glauber`) run Glauber dynamics with the AR model of `--energy ar:MODEL` as the target and
+the denoiser as the infill proposal. Options of the other sampler are refused, and so is an
+`--energy` that could not take effect (`--k 1` or `--window 0`).
 
-Each JSONL line holds `index`, `ids` (token ids), `text` (decoded), `seed`, the sampler settings and
-what the sampler measured: `ess_mean` for mdlm (the mean effective sample size over the steps where
+Each JSONL line holds `index`, `ids` (token ids), `text` (decoded), `seed`, where the sample came from
+(`tokenizer`: the denoiser's tokenizer spec, e.g. `char` or `gpt2`; `denoiser`; `energy` when one was
+used), the sampler settings and what the sampler measured: `ess_mean` for mdlm (the mean effective sample size over the steps where
 importance sampling ran; null without it), `acceptance`, `energy_initial` and `energy_final` for
 glauber. Under `torchrun` the samples are split into contiguous blocks across processes and
 rank 0 writes one merged file (atomically). Process r draws from a generator seeded with the seed
@@ -18,10 +21,14 @@ from __future__ import annotations
 
 import json
 
+from edlm.commands.arguments import DEFAULT_DENOISER, check_sampler_args, load_denoiser
 from edlm.commands.glauber_options import (
-    add_glauber_arguments, check_glauber_args, glauber_sample_fields, glauber_settings, run_glauber_from_args)
+    GLAUBER_DEFAULTS, GLAUBER_FLAGS, add_glauber_arguments, check_glauber_args, glauber_sample_fields, glauber_settings,
+    run_glauber_from_args)
 
-DEFAULT_DENOISER = "bundled:text8-small-mdlm"
+# Options of the mdlm sampler: effective defaults (the parser's default is None, so a given value is known).
+MDLM_DEFAULTS = {"k": 1, "window": 0.0, "tau": 1.0}
+MDLM_FLAGS = {"k": "--k", "window": "--window", "tau": "--tau"}
 
 
 def register(subparsers) -> None:
@@ -35,16 +42,18 @@ def register(subparsers) -> None:
                              "an MDLM hub checkpoint such as hf:kuleshov-group/mdlm-owt (GPT-2 tokenizer) "
                              f"(default: {DEFAULT_DENOISER}, a small text8 MDLM)")
     parser.add_argument("--energy", default=None,
-                        help="ar:SPEC, an AR energy from an edlm AR model (path, ckpt:PATH, pretrained:DIR_OR_ID, "
-                             "bundled:NAME) or hf:ID_OR_PATH; or nce:SPEC, an NCE energy (edlm train ... "
-                             "train.objective=nce, or its export)")
-    parser.add_argument("--carry-over", action="store_true",
-                        help="carry-over AR energy (AR terms at masked positions only)")
+                        help="ar:MODEL, the AR energy of a causal LM; coar:MODEL, the carry-over AR energy (AR terms "
+                             "at masked positions only); or nce:MODEL, an NCE energy (edlm train ... "
+                             "train.objective=nce, or its export). MODEL: a path, ckpt:PATH, pretrained:DIR_OR_ID, "
+                             "bundled:NAME or hf:ID_OR_PATH")
     parser.add_argument("--steps", type=int, default=None, help="reverse steps (default: the sequence length)")
-    parser.add_argument("--k", type=int, default=1, help="candidates per sequence (default 1 = plain MDLM)")
-    parser.add_argument("--window", type=float, default=0.0,
-                        help="importance sampling at steps with t >= 1 - window; 0 = never, 1 = always (default 0)")
-    parser.add_argument("--tau", type=float, default=1.0, help="temperature of the importance weights (default 1)")
+    parser.add_argument("--k", type=int, default=None,
+                        help="candidates per sequence (default 1 = plain MDLM; --sampler mdlm only)")
+    parser.add_argument("--window", type=float, default=None,
+                        help="importance sampling at steps with t >= 1 - window; 0 = never, 1 = always "
+                             "(default 0; --sampler mdlm only)")
+    parser.add_argument("--tau", type=float, default=None,
+                        help="temperature of the importance weights (default 1; --sampler mdlm only)")
     parser.add_argument("--num-samples", type=int, default=4, help="number of samples in total (default 4)")
     parser.add_argument("--seq-len", type=int, default=None,
                         help="tokens per sample (default: the checkpoint's data.seq_len)")
@@ -55,7 +64,7 @@ def register(subparsers) -> None:
     parser.add_argument("--no-ema", action="store_true", help="use the trained weights instead of the EMA weights")
     parser.add_argument("--trust-remote-code", action="store_true",
                         help="allow an hf: energy model to run its own code")
-    parser.add_argument("--out", required=True, help="JSONL file to write")
+    parser.add_argument("--out", required=True, metavar="FILE", help="JSONL file to write (one sample per line)")
     parser.add_argument("--sampler", choices=["mdlm", "glauber"], default="mdlm",
                         help="mdlm: the (EDLM) diffusion sampler; glauber: causal generation by the --energy "
                              "AR model, then Glauber rounds with the denoiser as infill proposal (default mdlm)")
@@ -63,99 +72,47 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def check_sampler_args(args) -> None:
-    """Checks of the options `edlm sample` shares with `edlm demo` (k, window, tau, steps, num_samples,
-    seq_len, energy) that need no model: raise EdlmError with one sentence."""
+def check_applicable(args) -> None:
+    """Refuse the options of the sampler not chosen (one sentence), then fill in the effective defaults
+    of the options the user left out (their parser default is None)."""
     from edlm.errors import require
 
-    require(args.k >= 1, f"--k {args.k} must be at least 1 (1 = plain MDLM).")
-    require(0.0 <= args.window <= 1.0, f"--window {args.window} must lie in [0, 1].")
-    require(args.tau > 0, f"--tau {args.tau} must be positive.")
-    require(args.steps is None or args.steps >= 1, f"--steps {args.steps} must be at least 1.")
-    require(args.num_samples >= 1, f"--num-samples {args.num_samples} must be at least 1.")
-    require(args.seq_len is None or args.seq_len >= 1, f"--seq-len {args.seq_len} must be at least 1.")
-    require(args.energy is None or args.energy.startswith(("ar:", "nce:")),
-            f"--energy {args.energy!r} is not supported; use ar:CKPT, ar:hf:ID_OR_PATH or nce:CKPT.")
-    require(args.energy is None or bool(args.energy.split(":", 1)[1]),
-            f"--energy {args.energy} names no model; write ar:CKPT or nce:CKPT.")
+    if args.sampler == "glauber":
+        given = [flag for dest, flag in MDLM_FLAGS.items() if getattr(args, dest) is not None]
+        require(not given, f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to --sampler mdlm only; "
+                "drop it with --sampler glauber.")
+        require(args.parallel_test is None or (args.parallel or 1) > 1,
+                f"--parallel-test {args.parallel_test} applies with --parallel 2 or more only; drop it or raise --parallel.")
+    else:
+        given = [flag for dest, flag in GLAUBER_FLAGS.items() if getattr(args, dest) is not None]
+        require(not given, f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to --sampler glauber "
+                "only; add --sampler glauber or drop it.")
+    for dest, value in {**MDLM_DEFAULTS, **GLAUBER_DEFAULTS}.items():
+        if getattr(args, dest) is None:
+            setattr(args, dest, value)
 
 
 def check_args(args) -> None:
     """Argument checks that need no model: raise EdlmError with one sentence."""
     from edlm.errors import require
+    from edlm.loading.energy_specs import parse_energy_spec
 
+    check_applicable(args)
     check_sampler_args(args)
     require(args.batch_size >= 1, f"--batch-size {args.batch_size} must be at least 1.")
-    require(not args.carry_over or (args.energy or "").startswith("ar:"), "--carry-over needs --energy ar:CKPT.")
+    require(not args.trust_remote_code or args.energy is not None,
+            "--trust-remote-code applies to an hf: --energy model only; drop it or pass --energy.")
     if args.sampler == "glauber":
         check_glauber_args(args)
-        require((args.energy or "").startswith("ar:"),
-                "--sampler glauber needs the target AR model as --energy ar:CKPT.")
-
-
-def check_seq_len(seq_len: int, model, what: str) -> None:
-    """EdlmError unless `model` (named `what` in the message) takes sequences of `seq_len` tokens."""
-    from edlm.errors import require
-
-    limit = getattr(getattr(model, "config", None), "max_seq_len", None)
-    require(limit is None or seq_len <= limit,
-            f"--seq-len {seq_len} exceeds the {what}'s max_seq_len={limit}; use a shorter --seq-len.")
-
-
-def load_denoiser(spec: str, *, device, ema: bool = True):
-    """The `LoadedModel` of a masked diffusion model spec (`edlm.loading.specs`), with a known tokenizer
-    that fits its vocabulary; EdlmError otherwise."""
-    from edlm.data.tokenizers import check_vocab
-    from edlm.errors import require
-    from edlm.loading.specs import load_model_spec
-
-    loaded = load_model_spec(spec, device=str(device), ema=ema)
-    denoiser, tokenizer = loaded.model, loaded.tokenizer
-    require(not hasattr(denoiser, "token_logprobs") and hasattr(denoiser, "vocab_size")
-            and not hasattr(denoiser, "xt_embed"),
-            f"--denoiser {spec!r} is not a masked diffusion model; pass a diffusion (mdlm) checkpoint.")
-    require(tokenizer is not None, f"--denoiser {spec!r} has no known tokenizer; save its tokenizer "
-            "(tokenizer.json) in the checkpoint directory.")
-    check_vocab(tokenizer, denoiser.vocab_size)
-    return loaded
-
-
-def load_energy(spec: str, denoiser, tokenizer, seq_len: int, *, device, carry_over: bool = False,
-                trust_remote_code: bool = False, ema: bool = True):
-    """(energy, causal LM or None) of an `--energy` spec: `ar:SPEC` (an AR energy from a causal LM, which
-    is returned too) or `nce:SPEC` (an NCE energy; the LM is None). EdlmError unless it fits `denoiser`
-    (vocabulary, mask id), its `tokenizer` and sequences of `seq_len` tokens."""
-    from edlm.energy import AREnergy, NCEEnergy, check_compatible
-    from edlm.errors import require
-    from edlm.loading.specs import load_model_spec, same_tokenizer
-    from edlm.loading.pretrained import from_pretrained, pretrained_spec
-
-    lm = None
-    if spec.startswith("nce:"):
-        pretrained = pretrained_spec(spec[4:])
-        if pretrained is not None:
-            energy, _ = from_pretrained(pretrained, device=device)
-            require(isinstance(energy, NCEEnergy), f"--energy {spec!r} is not an NCE energy; "
-                    "pass a directory exported from an edlm train ... train.objective=nce run.")
-        else:
-            energy = NCEEnergy.from_checkpoint(spec, ema=ema, device=device)
-        check_compatible(denoiser, energy)
+        require(args.energy is not None and parse_energy_spec(args.energy, "--energy")[0] == "ar",
+                f"--sampler glauber needs the target AR model as --energy ar:MODEL, not {args.energy!r}.")
     else:
-        loaded = load_model_spec(spec[3:], device=str(device), trust_remote_code=trust_remote_code, ema=ema)
-        require(loaded.causal, f"--energy {spec!r} is not a causal LM; pass an AR checkpoint or an hf: causal LM.")
-        lm = loaded.model
-        energy = AREnergy(lm, carry_over=carry_over)
-        check_compatible(denoiser, energy)
-        difference = same_tokenizer(tokenizer, loaded.tokenizer)
-        require(difference is None,
-                f"the energy's tokenizer {getattr(loaded.tokenizer, 'name', '?')} differs from the denoiser's "
-                f"{getattr(tokenizer, 'name', '?')}: {difference}; use models that share one tokenizer.")
-        lm_eos, our_eos = getattr(lm, "eos_id", None), getattr(tokenizer, "eos_id", None)
-        require(lm_eos is None or our_eos is None or lm_eos == our_eos,
-                f"the energy model ends sequences with token {lm_eos} but the denoiser's tokenizer uses "
-                f"{our_eos}; use models that share one tokenizer and special tokens.")
-    check_seq_len(seq_len, lm if lm is not None else energy, "--energy model")
-    return energy, lm
+        require(args.energy is None or (args.k > 1 and args.window > 0),
+                f"--energy {args.energy!r} would have no effect with --k {args.k} and --window {args.window:g} "
+                "(plain MDLM); pass --k 2 or more and a --window above 0, or drop --energy.")
+        require(args.energy is not None or args.k == 1 or args.window == 0,
+                f"--k {args.k} with --window {args.window:g} needs an --energy to weight the candidates; pass "
+                "--energy ar:MODEL, coar:MODEL or nce:MODEL, or use --k 1.")
 
 
 def _rank_seed(seed: int, rank: int) -> int:
@@ -172,11 +129,15 @@ def run(args) -> int:
     import torch
     import torch.distributed as dist
 
-    from edlm.sampling import sample
     from edlm.errors import require
-    from edlm.util.atomic import write_text_atomic
+    from edlm.loading.energy_specs import load_energy_spec
+    from edlm.loading.specs import check_seq_len
+    from edlm.sampling import sample
     from edlm.train.runtime import runtime
+    from edlm.util.atomic import write_text_atomic
+    from edlm.util.outputs import check_output_path
 
+    check_output_path(args.out, option="--out", kind="file")
     check_args(args)
     with runtime(args.device) as rt:
         loaded_denoiser = load_denoiser(args.denoiser, device=rt.device, ema=not args.no_ema)
@@ -186,11 +147,10 @@ def run(args) -> int:
         check_seq_len(seq_len, denoiser, "denoiser")
         energy = lm = None
         if args.energy is not None:
-            energy, lm = load_energy(args.energy, denoiser, tokenizer, seq_len, device=rt.device,
-                                     carry_over=args.carry_over, trust_remote_code=args.trust_remote_code,
-                                     ema=not args.no_ema)
-            if rt.is_main and args.sampler == "mdlm" and (args.k == 1 or args.window == 0):
-                print("edlm: note: --energy has no effect with --k 1 or --window 0 (plain MDLM).", file=sys.stderr)
+            loaded_energy = load_energy_spec(args.energy, denoiser=denoiser, tokenizer=tokenizer, seq_len=seq_len,
+                                             device=rt.device, trust_remote_code=args.trust_remote_code,
+                                             ema=not args.no_ema, what="--energy")
+            energy, lm = loaded_energy.energy, loaded_energy.lm
         prefix = None
         if args.prefix:
             prefix = tokenizer.encode(args.prefix)
@@ -219,13 +179,13 @@ def run(args) -> int:
         else:
             parts = [part]
         if rt.is_main:
-            settings = dict(denoiser=args.denoiser, energy=args.energy, seq_len=seq_len, prefix=args.prefix,
-                            world_size=rt.world_size)
+            settings = dict(tokenizer=loaded_denoiser.tokenizer_spec, denoiser=args.denoiser,
+                            **({} if energy is None else dict(energy=args.energy)), seq_len=seq_len,
+                            prefix=args.prefix, world_size=rt.world_size)
             if args.sampler == "glauber":
                 settings.update(glauber_settings(args))
             else:
-                settings.update(sampler="mdlm", carry_over=args.carry_over, steps=steps, k=args.k,
-                                window=args.window, tau=args.tau)
+                settings.update(sampler="mdlm", steps=steps, k=args.k, window=args.window, tau=args.tau)
             lines = []
             for index, ids, extra in sorted((row for rows in parts for row in rows), key=lambda row: row[0]):
                 text = tokenizer.decode(ids)

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from edlm.errors import EdlmError
+from edlm.util.atomic import umask_mode
 
 
 def cache_dir() -> Path:
@@ -56,6 +57,7 @@ def atomic_path(target: Path):
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, umask_mode(directory=False))
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):

@@ -9,7 +9,7 @@ prefix (`text8/text8_prefix.txt`, `text8_prefix.txt`).
 
 Splits, in characters: the full corpus uses the standard train [0, 90M), valid [90M, 95M), test [95M, 100M);
 any other text file (the 12.5M-character prefix on our machines) uses train [0, 10M), valid [10M, 11M),
-test [11M, 12M) (DESIGN.md §5). Chunks are consecutive characters from the start of the split; the
+test [11M, 12M). Chunks are consecutive characters from the start of the split; the
 remainder shorter than one chunk is dropped.
 """
 
@@ -33,7 +33,7 @@ TEXT8_URL = "http://mattmahoney.net/dc/text8.zip"
 TEXT8_ZIP_BYTES = 31_344_016
 TEXT8_ZIP_MD5 = "f26f94c5209bc6159618bad4a559ff81"
 TEXT8_CHARS = 100_000_000
-PREFIX_MD5 = "ec1961819f29b7a812313fcc9439ced5"  # the 12,549,840-character prefix in ../shared/data/text8
+PREFIX_MD5 = "ec1961819f29b7a812313fcc9439ced5"  # the 12,549,840-character prefix, text8/text8_prefix.txt
 KNOWN_MD5 = {TEXT8_ZIP_MD5: "the official text8.zip", PREFIX_MD5: "the 12,549,840-character text8 prefix"}
 
 STANDARD_SPLITS = {"train": (0, 90_000_000), "valid": (90_000_000, 95_000_000), "test": (95_000_000, 100_000_000)}
@@ -59,11 +59,11 @@ class Text8Source:
 
 def fetch_url(url: str, dest: Path) -> None:
     """Stream `url` into the file `dest`, with a progress bar."""
-    from tqdm import tqdm
+    from edlm.util.progress import progress_bar
 
     with urllib.request.urlopen(url, timeout=60) as response, open(dest, "wb") as out:
         total = int(response.headers.get("Content-Length") or 0) or None
-        with tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {url}") as bar:
+        with progress_bar(total=total, unit="B", unit_scale=True, desc=f"downloading {url}") as bar:
             for block in iter(lambda: response.read(1 << 20), b""):
                 out.write(block)
                 bar.update(len(block))

@@ -1,4 +1,4 @@
-"""Energies for EDLM: the Energy protocol and its implementations (DESIGN.md §3).
+"""Energies for EDLM: the Energy protocol and its implementations (docs/contracts.md, Energy).
 
 `AREnergy(lm, carry_over=False)` turns any causal LM into an energy; `check_compatible` is the
 vocabulary / mask-id check every sampler and estimator runs before using an energy.

@@ -1,4 +1,5 @@
-"""Autoregressive energies: a causal LM corrects the denoiser's factorised proposal (EDLM §4.2.1).
+"""Autoregressive energies: a causal LM corrects the denoiser's factorised proposal (section 4.2.1 of the EDLM paper;
+docs/math.md, The corrected kernel).
 
 - `carry_over=False`: `E = -log p_AR(x0) + log mu(x0 | xt)`; the corrected kernel is
   `∝ p_AR(x0)` restricted to the sequences that agree with xt, and `Z(xt) = p_AR(visible tokens of xt)`.

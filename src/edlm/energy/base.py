@@ -1,4 +1,4 @@
-"""The Energy protocol (DESIGN.md §3) and the compatibility check samplers run at entry.
+"""The Energy protocol (docs/contracts.md, Energy) and the compatibility check samplers run at entry.
 
 An energy corrects a denoiser's factorised proposal `mu(x0 | xt)` into the kernel
 `p(x0 | xt) ∝ mu(x0 | xt) exp(-E(x0, xt, t))`: lower energy = more probable.
@@ -20,7 +20,7 @@ class Energy(Protocol):
     x0: Long[B, L] candidate clean sequences (data ids). xt: Long[B, L] the noisy sequences they
     complete (mask id = V at masked positions). t: Float[B] diffusion times. proposal_logp:
     Float64[B], `sum over masked i of log mu^i(x0^i | xt)` in nats (log-probabilities, never
-    probabilities: trap 2), supplied by the caller. Returns energies in nats, float64.
+    probabilities: docs/pitfalls.md, item 2), supplied by the caller. Returns energies in nats, float64.
 
     Optional attributes an energy may expose:
     - `vocab_size` (V) and `mask_id` (V): checked against the denoiser before sampling;

@@ -7,7 +7,7 @@ sequence) and xt masks each token with probability t, as in `edlm.likelihood.nel
 
 Two estimators (`estimator=`):
 - "marginal" (kind "estimate", the default): the continuous-time NELBO needs, per masked position,
-  the corrected kernel's *marginal* (trap 7). For each (t, xt) one masked position i is drawn
+  the corrected kernel's *marginal* (docs/pitfalls.md, item 7). For each (t, xt) one masked position i is drawn
   uniformly and `-log p(x0^i | xt) = -log mu^i(x0^i) - log Z_i + log Z` is estimated, where `Z_i` is
   the partition function with position i clamped to x0^i; `log Z_i` takes the low estimator and
   `log Z` the high one (the conservative side of each), and the term is
@@ -35,6 +35,7 @@ from edlm.errors import require
 from edlm.likelihood.result import NelboResult
 from edlm.sampling.categorical import rows_per_chunk
 from edlm.util.device import module_device, uniform
+from edlm.util.progress import progress_bar
 from edlm.sampling.importance import draw_candidates
 
 ESTIMATORS = {"marginal": "estimate", "paper_eq13": "paper_eq13"}
@@ -120,13 +121,14 @@ def _score(energy, batch: torch.Tensor, logp: torch.Tensor, xt: torch.Tensor, t:
 @torch.no_grad()
 def energy_nelbo(model, x0: torch.Tensor, energy, *, num_t: int = 16, num_z: int = 16,
                  generator: torch.Generator | None = None, batch_size: int | None = None,
-                 estimator: str = "marginal") -> NelboResult:
+                 estimator: str = "marginal", progress: bool = False) -> NelboResult:
     """NELBO-type numbers for x0: Long[B, L] under denoiser `model` corrected by `energy` (nats per sequence).
 
     estimator: "marginal" (kind "estimate") or "paper_eq13" (kind "paper_eq13"); see the module doc.
     num_t: antithetic times per sequence; num_z >= 2: proposal draws per log Z estimate.
     batch_size: (sequence, t) rows per denoiser call; each such chunk makes one energy call on
-    chunk * (num_z + 1) ("paper_eq13") or chunk * 2 * num_z ("marginal") sequences.
+    chunk * (num_z + 1) ("paper_eq13") or chunk * 2 * num_z ("marginal") sequences. progress: report
+    the chunks done (`edlm.util.progress`).
     """
     require(estimator in ESTIMATORS, f"estimator={estimator!r} is unknown; use one of {sorted(ESTIMATORS)}.")
     require(num_t >= 1, f"num_t={num_t} must be at least 1.")
@@ -144,7 +146,9 @@ def energy_nelbo(model, x0: torch.Tensor, energy, *, num_t: int = 16, num_z: int
     flat_t = times.reshape(-1).to(device)
     step = batch_size or flat_x0.shape[0]
     values = []
-    for x_chunk, t_chunk in zip(flat_x0.split(step), flat_t.split(step)):
+    chunks = progress_bar(list(zip(flat_x0.split(step), flat_t.split(step))), enabled=progress, desc="nll",
+                          unit="batch")
+    for x_chunk, t_chunk in chunks:
         xt = forward_mask(x_chunk, schedule.alpha(t_chunk), mask_id, generator)
         logits = model(xt, t_chunk)
         require(tuple(logits.shape) == (*xt.shape, mask_id),

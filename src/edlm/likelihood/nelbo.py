@@ -21,18 +21,19 @@ from edlm.errors import require
 from edlm.likelihood.energy import energy_nelbo
 from edlm.likelihood.result import NelboResult
 from edlm.util.device import module_device
+from edlm.util.progress import progress_bar
 
 @torch.no_grad()
-def exact_ar_nll(lm, x0: torch.Tensor, batch_size: int | None = None) -> NelboResult:
+def exact_ar_nll(lm, x0: torch.Tensor, batch_size: int | None = None, progress: bool = False) -> NelboResult:
     """Exact NLL (nats per sequence) of x0: Long[B, L] under a causal LM."""
-    chunks = x0.split(batch_size or x0.shape[0])
+    chunks = progress_bar(x0.split(batch_size or x0.shape[0]), enabled=progress, desc="nll", unit="batch")
     nats = torch.cat([-lm.token_logprobs(c).double().sum(dim=1) for c in chunks])
     return NelboResult(nats.cpu(), torch.zeros_like(nats).cpu(), "exact", x0.shape[1])
 
 
 @torch.no_grad()
 def mdlm_nelbo(denoiser, x0: torch.Tensor, num_t: int = 16, generator: torch.Generator | None = None,
-               batch_size: int | None = None) -> NelboResult:
+               batch_size: int | None = None, progress: bool = False) -> NelboResult:
     """Monte Carlo MDLM NELBO of x0: Long[B, L] with `num_t` antithetic times per sequence."""
     require(num_t >= 1, f"num_t={num_t} must be at least 1.")
     b, length = x0.shape
@@ -43,7 +44,9 @@ def mdlm_nelbo(denoiser, x0: torch.Tensor, num_t: int = 16, generator: torch.Gen
     flat_t = times.reshape(-1).to(x0.device)
     values = []
     step = batch_size or flat_x0.shape[0]
-    for x_chunk, t_chunk in zip(flat_x0.split(step), flat_t.split(step)):
+    chunks = progress_bar(list(zip(flat_x0.split(step), flat_t.split(step))), enabled=progress, desc="nll",
+                          unit="batch")
+    for x_chunk, t_chunk in chunks:
         xt = forward_mask(x_chunk, schedule.alpha(t_chunk), mask_id, generator)
         nll = masked_token_nll(denoiser(xt, t_chunk), x_chunk, xt, mask_id).double().sum(dim=1)
         values.append(nll / t_chunk.double())
@@ -54,12 +57,13 @@ def mdlm_nelbo(denoiser, x0: torch.Tensor, num_t: int = 16, generator: torch.Gen
 
 def nelbo(model, x0: torch.Tensor, *, energy=None, num_t: int = 16, num_z: int = 16,
           generator: torch.Generator | None = None, batch_size: int | None = None,
-          estimator: str = "marginal") -> NelboResult:
-    """Negative log-likelihood numbers for x0: Long[B, L] (DESIGN.md §3).
+          estimator: str = "marginal", progress: bool = False) -> NelboResult:
+    """Negative log-likelihood numbers for x0: Long[B, L] (docs/contracts.md, edlm.nelbo).
 
     A causal LM (has `token_logprobs`) gives its exact NLL; a denoiser gives the MDLM NELBO upper
     bound. `energy`, `num_z` and `estimator` ("marginal", kind "estimate"; or "paper_eq13") select
-    the EDLM estimators of `edlm.likelihood.energy`; without an energy they are unused.
+    the EDLM estimators of `edlm.likelihood.energy`; without an energy they are unused. progress:
+    report the model calls done (`edlm.util.progress`).
     """
     require(x0.dim() == 2, f"x0 has shape {tuple(x0.shape)}; pass a LongTensor of shape [B, L].")
     vocab = model.vocab_size
@@ -67,11 +71,11 @@ def nelbo(model, x0: torch.Tensor, *, energy=None, num_t: int = 16, num_z: int =
             f"x0 holds ids outside [0, {vocab}); pass data token ids of the model's vocabulary.")
     if energy is not None:
         return energy_nelbo(model, x0, energy, num_t=num_t, num_z=num_z, generator=generator, batch_size=batch_size,
-                            estimator=estimator)
+                            estimator=estimator, progress=progress)
     x0 = x0.to(module_device(model))
     if hasattr(model, "token_logprobs"):
-        return exact_ar_nll(model, x0, batch_size)
-    return mdlm_nelbo(model, x0, num_t=num_t, generator=generator, batch_size=batch_size)
+        return exact_ar_nll(model, x0, batch_size, progress)
+    return mdlm_nelbo(model, x0, num_t=num_t, generator=generator, batch_size=batch_size, progress=progress)
 
 
 @dataclass
@@ -95,10 +99,10 @@ class SplitLikelihood:
 def split_likelihood(model, data: torch.Tensor, *, num_t: int = 16, batch_size: int = 32,
                      generator: torch.Generator | None = None, progress: bool = False) -> SplitLikelihood:
     """NLL per token over every sequence of `data`: Long[N, L], with the Monte Carlo standard error."""
-    from tqdm.auto import tqdm
+    from edlm.util.progress import progress_bar
 
     nats, var = [], []
-    for chunk in tqdm(data.split(batch_size), disable=not progress, desc="nll", unit="batch"):
+    for chunk in progress_bar(data.split(batch_size), enabled=progress, desc="nll", unit="batch"):
         result = nelbo(model, chunk, num_t=num_t, generator=generator, batch_size=batch_size * max(num_t, 1))
         nats.append(result.nats)
         var.append(torch.nan_to_num(result.stderr) ** 2)

@@ -10,14 +10,16 @@ Layout of a run directory (`train.out_dir`):
         ema.safetensors         EMA weights, same names
         optimizer.safetensors   optimizer tensors ("state.<param>.<name>"); the rest is in state.json
         state.json              format, version, step, data position, the RunConfig, the optimizer's
-                                non-tensor state, and the byte size of every file above
+                                non-tensor state, and the byte size and sha256 of every file above
+                                (`edlm.loading.integrity`; version 1 recorded the size only)
 
 A checkpoint directory is written under a temporary name, fsynced and renamed into place, and only
 then does `latest` (itself replaced atomically) point to it; a crash at any moment leaves the
 previous checkpoint and pointer intact (`edlm.train.checkpointing` writes them; this module reads them).
 
-Checkpoint specs accepted everywhere: a run directory (its latest checkpoint), its `checkpoints/`
-directory, one checkpoint directory, or any of these prefixed with `ckpt:`.
+The functions here take plain paths: a run directory (its latest checkpoint), its `checkpoints/`
+directory, or one checkpoint directory. Model specs (`ckpt:PATH` and the others) are resolved by
+`edlm.loading.specs`.
 """
 
 from __future__ import annotations
@@ -32,11 +34,13 @@ from torch import nn
 
 from edlm.config import RunConfig, read_run_json
 from edlm.errors import EdlmError, require
+from edlm.loading.integrity import check_file
 from edlm.models import build_model
 from edlm.util.device import select_device
 
 FORMAT = "edlm-checkpoint"
-VERSION = 1
+VERSION = 2
+READ_VERSIONS = (1, 2)
 CHECKPOINTS_DIR = "checkpoints"
 LATEST = "latest"
 STATE_FILE = "state.json"
@@ -48,10 +52,17 @@ def checkpoint_name(step: int) -> str:
     return f"{STEP_PREFIX}{step:08d}"
 
 
-def resolve_checkpoint(path_or_spec) -> Path:
-    """The checkpoint directory that a spec names (see the module docstring)."""
-    spec = str(path_or_spec)
-    path = Path(spec[len("ckpt:"):] if spec.startswith("ckpt:") else spec).expanduser()
+def is_checkpoint_dir(path) -> bool:
+    """True when `path` is a checkpoint directory, a run directory or its `checkpoints/` directory
+    (it holds state.json, checkpoints/latest or latest)."""
+    path = Path(path).expanduser()
+    return any((path / name).is_file() for name in (STATE_FILE, f"{CHECKPOINTS_DIR}/{LATEST}", LATEST))
+
+
+def resolve_checkpoint(path) -> Path:
+    """The checkpoint directory that a run directory, `checkpoints/` directory or checkpoint directory names."""
+    spec = str(path)
+    path = Path(spec).expanduser()
     require(path.exists(), f"checkpoint {spec!r} does not exist; pass a run directory, a checkpoint directory or ckpt:PATH.")
     if (path / STATE_FILE).is_file():
         return path
@@ -80,23 +91,21 @@ class Checkpoint:
         return int(self.state["step"])
 
     def tensors(self, kind: str) -> dict[str, torch.Tensor]:
-        """The tensors of file `kind` ("model", "ema" or "optimizer") on the CPU, after a size check."""
-        name = TENSOR_FILES[kind]
-        file = self.path / name
-        require(file.is_file(), f"checkpoint file {file} is missing; the checkpoint is incomplete, use another one.")
-        size, expected = file.stat().st_size, self.state["files"][name]
-        require(size == expected, f"checkpoint file {file} has {size} bytes instead of {expected} "
-                "(truncated or corrupt); use another checkpoint.")
+        """The tensors of file `kind` ("model", "ema" or "optimizer") on the CPU, after checking its
+        size and sha256 against state.json."""
+        file = self.path / TENSOR_FILES[kind]
+        check_file(file, self.state["files"].get(file.name), version=self.state["version"],
+                   listed_in=self.path / STATE_FILE, fix="use another checkpoint of the run (a step_* directory)")
         try:
             return load_file(str(file), device="cpu")
         except SafetensorError as err:
             raise EdlmError(f"checkpoint file {file} is corrupt ({err}); use another checkpoint.") from None
 
 
-def read_checkpoint(path_or_spec) -> Checkpoint:
+def read_checkpoint(path) -> Checkpoint:
     """Find and read a checkpoint's state.json; raise EdlmError naming the path if it is not sound."""
-    path = resolve_checkpoint(path_or_spec)
-    state, config = read_run_json(path / STATE_FILE, fmt=FORMAT, version=VERSION, what="checkpoint state",
+    path = resolve_checkpoint(path)
+    state, config = read_run_json(path / STATE_FILE, fmt=FORMAT, versions=READ_VERSIONS, what="checkpoint state",
                                   required=("step", "data_position", "optimizer", "files"), writer="edlm train")
     return Checkpoint(path, state, config)
 
@@ -110,33 +119,14 @@ def load_weights_into(module: nn.Module, tensors: dict[str, torch.Tensor], ckpt:
                         "the checkpoint is corrupt or was written by an incompatible edlm.") from None
 
 
-def load_state_dict(path_or_spec, *, ema: bool = True) -> tuple[dict[str, torch.Tensor], RunConfig]:
-    """(EMA or trained weights on the CPU, RunConfig) of a checkpoint spec (or of a pretrained directory,
-    `pretrained:DIR_OR_ID` or a local directory with edlm_config.json, which holds one set of weights)."""
-    from edlm.loading.pretrained import load_pretrained_state, pretrained_spec
-
-    name = pretrained_spec(path_or_spec)
-    if name is not None:
-        return load_pretrained_state(name)
-    ckpt = read_checkpoint(path_or_spec)
-    return ckpt.tensors("ema" if ema else "model"), ckpt.config
-
-
-def load_model(path_or_spec, *, ema: bool = True, device=None) -> tuple[nn.Module, RunConfig]:
+def load_model(path, *, ema: bool = True, device=None) -> tuple[nn.Module, RunConfig]:
     """The model of a checkpoint (EMA weights unless ema=False) in eval mode, and its RunConfig.
 
-    `path_or_spec`: a run directory, a checkpoint directory, or `ckpt:PATH`. `device`: where to put
-    the model; None picks CUDA when available, else the CPU. A pretrained directory
-    (`pretrained:DIR_OR_ID`, or a local directory with edlm_config.json; see `edlm.loading.pretrained`) loads
-    through `edlm.loading.pretrained.from_pretrained`; it holds one set of weights, so `ema` does not apply.
+    `path`: a run directory, its `checkpoints/` directory or a checkpoint directory (model specs such
+    as `ckpt:PATH` go through `edlm.load`). `device`: where to put the model; None picks CUDA when
+    available, else the CPU.
     """
-    from edlm.loading.pretrained import from_pretrained, pretrained_spec
-
-    name = pretrained_spec(path_or_spec)
-    if name is not None:
-        return from_pretrained(name, device=device)
-
-    ckpt = read_checkpoint(path_or_spec)
+    ckpt = read_checkpoint(path)
     kind = "ema" if ema else "model"
     model = build_model(ckpt.config.model, ckpt.config.train.objective)
     load_weights_into(model, ckpt.tensors(kind), ckpt, kind)

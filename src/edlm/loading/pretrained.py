@@ -3,19 +3,23 @@
 A pretrained directory holds one set of weights and everything needed to rebuild the model:
 
     model.safetensors     the weights (parameter names as in `model.state_dict()`)
-    edlm_config.json      {"format": "edlm-pretrained", "version": 1, "config": RunConfig as a dict,
-                           "objective": ..., "files": {"model.safetensors": byte size}, versions}
+    edlm_config.json      {"format": "edlm-pretrained", "version": 2, "config": RunConfig as a dict,
+                           "objective": ..., "files": {"model.safetensors": {"bytes": N, "sha256": HEX}},
+                           versions}; loading checks the size and hash (`edlm.loading.integrity`;
+                           version 1 recorded the byte size only, which is still read)
 
 It is written atomically (under a temporary name, fsynced, renamed into place; see
 `edlm.util.atomic`) and read without unpickling anything. The model kind is
 `config.train.objective` (`edlm.models.registry`: mdlm, ar, nce), exactly as for training checkpoints, so any model that `edlm train` builds can be exported and reloaded.
 
 `from_pretrained` takes a local directory or a Hugging Face hub id (`org/name`, downloaded with
-`huggingface_hub.snapshot_download`, only the two files above). Model specs accept such a directory
-as `pretrained:DIR_OR_ID` or, for a local directory, bare (it is recognised by `edlm_config.json`).
+`huggingface_hub.snapshot_download`, only the two files above). Model specs (`edlm.loading.specs`)
+name such a directory as `pretrained:DIR_OR_ID` or, for a local directory, bare (it is recognised by
+`edlm_config.json`).
 
 Bundled models: the package ships a few such directories under `edlm/checkpoints/<name>/` (see its
-README.md); the spec `bundled:NAME` names one. `EDLM_BUNDLED_DIR` replaces that root directory.
+README.md); the spec `bundled:NAME` names one (`bundled_dir`). `EDLM_BUNDLED_DIR` replaces that root
+directory.
 """
 
 from __future__ import annotations
@@ -32,15 +36,15 @@ from torch import nn
 
 from edlm.config import RunConfig, read_run_json
 from edlm.errors import EdlmError, require
+from edlm.loading.integrity import check_file, file_record
 from edlm.models import build_model
 from edlm.util.atomic import atomic_directory
 
 FORMAT = "edlm-pretrained"
-VERSION = 1
+VERSION = 2
+READ_VERSIONS = (1, 2)
 CONFIG_FILE = "edlm_config.json"
 WEIGHTS_FILE = "model.safetensors"
-SPEC_PREFIX = "pretrained:"
-BUNDLED_PREFIX = "bundled:"
 BUNDLED_ROOT = Path(__file__).resolve().parent.parent / "checkpoints"
 BUNDLED_ENV = "EDLM_BUNDLED_DIR"
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
@@ -75,7 +79,7 @@ def save_pretrained(model: nn.Module, directory, *, config: RunConfig) -> Path:
         save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
         meta = {
             "format": FORMAT, "version": VERSION, "objective": config.train.objective,
-            "config": config.to_dict(), "files": {WEIGHTS_FILE: (tmp / WEIGHTS_FILE).stat().st_size},
+            "config": config.to_dict(), "files": {WEIGHTS_FILE: file_record(tmp / WEIGHTS_FILE)},
             "edlm_version": __version__, "torch_version": torch.__version__,
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
@@ -111,21 +115,6 @@ def bundled_dir(name: str) -> Path:
     return bundled_root() / name
 
 
-def pretrained_spec(spec) -> str | None:
-    """The directory or hub id a spec names when it is a pretrained directory (`pretrained:X`,
-    `bundled:NAME`, or a bare local directory with edlm_config.json), else None."""
-    text = str(spec)
-    if text.startswith(BUNDLED_PREFIX):
-        return str(bundled_dir(text[len(BUNDLED_PREFIX):]))
-    if text.startswith(SPEC_PREFIX):
-        name = text[len(SPEC_PREFIX):]
-        require(bool(name), f"model spec {text!r} names nothing; write pretrained:DIR or pretrained:ORG/NAME.")
-        return name
-    if text.startswith("ckpt:"):
-        return None
-    return text if is_pretrained_dir(text) else None
-
-
 def _resolve(id_or_dir, revision: str | None) -> Path:
     path = Path(str(id_or_dir)).expanduser()
     if path.exists():
@@ -156,20 +145,19 @@ def _resolve(id_or_dir, revision: str | None) -> Path:
 def read_pretrained_config(id_or_dir, *, revision: str | None = None) -> tuple[Path, dict, RunConfig]:
     """(local directory, edlm_config.json contents, RunConfig) of a pretrained directory or hub id."""
     path = _resolve(id_or_dir, revision)
-    meta, config = read_run_json(path / CONFIG_FILE, fmt=FORMAT, version=VERSION, required=(),
+    meta, config = read_run_json(path / CONFIG_FILE, fmt=FORMAT, versions=READ_VERSIONS, required=(),
                                  what="pretrained config", writer="save_pretrained (edlm export)")
     return path, meta, config
 
 
 def load_pretrained_state(id_or_dir, *, revision: str | None = None) -> tuple[dict[str, torch.Tensor], RunConfig]:
-    """(weights on the CPU, RunConfig) of a pretrained directory or hub id, after a size check."""
+    """(weights on the CPU, RunConfig) of a pretrained directory or hub id, after checking the weights'
+    size and sha256 against edlm_config.json."""
     path, meta, config = read_pretrained_config(id_or_dir, revision=revision)
     file = path / WEIGHTS_FILE
-    require(file.is_file(), f"{file} is missing; the pretrained directory is incomplete, export the model again.")
-    expected = (meta.get("files") or {}).get(WEIGHTS_FILE)
-    size = file.stat().st_size
-    require(expected is None or size == expected,
-            f"{file} has {size} bytes instead of {expected} (truncated or corrupt); export the model again.")
+    check_file(file, (meta.get("files") or {}).get(WEIGHTS_FILE), version=meta["version"],
+               listed_in=path / CONFIG_FILE, fix="export or download the model again (reinstall edlm for a "
+               "bundled model)")
     try:
         return load_file(str(file), device="cpu"), config
     except SafetensorError as err:
@@ -178,8 +166,7 @@ def load_pretrained_state(id_or_dir, *, revision: str | None = None) -> tuple[di
 
 def from_pretrained(id_or_dir, *, device=None, dtype=None,
                     revision: str | None = None) -> tuple[nn.Module, RunConfig]:
-    """(model in eval mode, RunConfig) from a directory written by `save_pretrained`, a hub id, or a
-    `pretrained:` / `bundled:` spec.
+    """(model in eval mode, RunConfig) from a directory written by `save_pretrained` or a hub id.
 
     device: where to put the model (None: CUDA when available, else the CPU). dtype: None keeps float32
     parameters (the weights' values are copied exactly; bf16 weights are widened without rounding), or
@@ -192,7 +179,6 @@ def from_pretrained(id_or_dir, *, device=None, dtype=None,
         require(dtype.lower() in DTYPES, f"dtype={dtype!r} is not one of {', '.join(DTYPES)}.")
         dtype = DTYPES[dtype.lower()]
     spec = str(id_or_dir)
-    spec = pretrained_spec(spec) if spec.startswith((SPEC_PREFIX, BUNDLED_PREFIX)) else spec
     state, config = load_pretrained_state(spec, revision=revision)
     model = _build(config)
     try:

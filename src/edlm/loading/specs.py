@@ -1,145 +1,176 @@
-"""Model and tokenizer specs of the evaluation commands.
+"""Model specs: the one resolver of every string that names a model (`edlm.load`, every command option
+that takes a model, `train.init_from`, the lm-eval adapter's `pretrained=`).
 
 A model spec is one of
-- `hf:ID_OR_PATH`: a Hugging Face checkpoint (local directory or hub id). Its config.json decides how:
-  an MDLM checkpoint (`model_type: mdlm`, the kuleshov-group/mdlm layout) loads as an edlm
-  `MaskedDiffusionLM` through `edlm.loading.mdlm_hub.load_mdlm_hub`; anything else as a causal LM
-  through `HFCausalLM`. An MDLM checkpoint's tokenizer is the one saved beside it when there is one,
-  else edlm's `gpt2` tokenizer when its data vocabulary has GPT-2's 50,257 ids (as mdlm-owt).
-- `pretrained:DIR_OR_ID`, or a bare local directory holding edlm_config.json: a directory written by
-  `edlm.loading.pretrained.save_pretrained` / `edlm export` (a hub id downloads one).
-- `bundled:NAME`: one of the pretrained directories shipped with edlm (`edlm.loading.pretrained.bundled_names()`).
-- `ckpt:PATH` or a bare path: an edlm training checkpoint (`edlm.loading.checkpoint.load_model`).
-A tokenizer spec is any `data.tokenizer` value (`char`, `gpt2`, `tiktoken:FILE`, `hf:NAME_OR_PATH`).
+- `ckpt:PATH`: an edlm training checkpoint: a run directory (`train.out_dir`; its newest checkpoint),
+  its `checkpoints/` directory or one `checkpoints/step_*` directory (`edlm.loading.checkpoint`).
+- `pretrained:DIR_OR_ID`: a directory written by `edlm export` (`save_pretrained`), or a Hugging Face
+  hub id `org/name` holding one (`edlm.loading.pretrained`).
+- `bundled:NAME`: one of the pretrained directories shipped with edlm (`bundled_names()`).
+- `hf:ID_OR_PATH`: a Hugging Face checkpoint: an MDLM one loads as an edlm `MaskedDiffusionLM`,
+  anything else as a causal LM (`edlm.loading.hf_models`).
+- a bare path: a directory holding edlm_config.json is `pretrained:`; one holding state.json,
+  checkpoints/latest or latest is `ckpt:`.
+
+Every loaded model has a role: "denoiser" (a masked diffusion model: `model(xt, t)` -> logits),
+"causal" (a causal LM: `token_logprobs`) or "nce" (an NCE energy network). Energy specs (`ar:`,
+`coar:`, `nce:`) are resolved on top of this by `edlm.loading.energy_specs`.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from edlm.errors import require
-from edlm.models.hf import HFCausalLM, hf_spec
+from edlm.config import RunConfig
+from edlm.data import build_tokenizer
+from edlm.errors import EdlmError, require
+from edlm.loading.checkpoint import is_checkpoint_dir, load_model, read_checkpoint
+from edlm.loading.hf_models import load_hf
+from edlm.loading.pretrained import bundled_dir, from_pretrained, is_pretrained_dir, read_pretrained_config
+from edlm.models.nce import NCEEnergy
+from edlm.util.device import select_device
+
+FORMS = {"ckpt": "ckpt:PATH", "pretrained": "pretrained:DIR_OR_ID", "bundled": "bundled:NAME",
+         "hf": "hf:ID_OR_PATH"}
+ENERGY_PREFIXES = ("ar", "coar", "nce")
+ROLE_WORDS = {"denoiser": "a masked diffusion model (denoiser)", "causal": "a causal LM", "nce": "an NCE energy"}
+ACCEPTED = ("ckpt:PATH, pretrained:DIR_OR_ID, bundled:NAME, hf:ID_OR_PATH, or an existing run, checkpoint "
+            "or exported model directory")
 
 
 @dataclass
 class LoadedModel:
-    """A model from a spec. tokenizer: its tokenizer (None when unknown); seq_len: the sequence length
-    it was trained on (edlm) or its context length (HF), None when unknown; causal: has token_logprobs."""
+    """A model from a spec, in eval mode.
+
+    tokenizer: its tokenizer (None when unknown); seq_len: the sequence length it was trained on (edlm)
+    or its context length (HF), None when unknown; config: its RunConfig (edlm checkpoints and exported
+    directories; None for hf:); role: "denoiser", "causal" or "nce"; kind: the spec's kind (ckpt,
+    pretrained, bundled, hf); directory: the local directory it was read from (the checkpoint directory
+    for ckpt:; None for hub ids); step: the training step of a ckpt: model, else None.
+    """
 
     model: object
     tokenizer: object | None
     seq_len: int | None
     spec: str
+    config: RunConfig | None
+    role: str
+    kind: str
+    directory: Path | None = None
+    step: int | None = None
 
     @property
     def causal(self) -> bool:
-        return hasattr(self.model, "token_logprobs")
+        return self.role == "causal"
+
+    @property
+    def tokenizer_spec(self) -> str | None:
+        """The tokenizer as a spec that `edlm.data.build_tokenizer` rebuilds (its `data.tokenizer` for
+        edlm models, else the tokenizer's name), or None when unknown."""
+        if self.config is not None:
+            return self.config.data.tokenizer
+        return getattr(self.tokenizer, "name", None)
 
 
-GPT2_VOCAB = 50257
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json")
+def model_role(model) -> str:
+    """"nce" for an NCE energy, "causal" for a causal LM (it has token_logprobs), else "denoiser"."""
+    if isinstance(model, NCEEnergy):
+        return "nce"
+    return "causal" if hasattr(model, "token_logprobs") else "denoiser"
 
 
-def hf_config_json(id_or_path: str, revision: str | None = None) -> dict | None:
-    """The config.json of a Hugging Face checkpoint (local directory or hub id), or None when it has none
-    or it cannot be fetched (the loader that runs next then says what is wrong)."""
-    path = Path(id_or_path).expanduser()
-    if path.exists():
-        file = path / "config.json"
-    else:
-        try:
-            import huggingface_hub
-
-            file = Path(huggingface_hub.hf_hub_download(id_or_path, "config.json", revision=revision))
-        except Exception:  # no huggingface_hub, no network, unknown repo: let the causal-LM loader report it
-            return None
-    try:
-        raw = json.loads(file.read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-        return None
-    return raw if isinstance(raw, dict) else None
-
-
-def is_mdlm_config(raw: dict | None) -> bool:
-    """True for the config.json of a kuleshov-group/mdlm checkpoint (model_type mdlm or architecture MDLM)."""
-    if not raw:
-        return False
-    return raw.get("model_type") == "mdlm" or "MDLM" in (raw.get("architectures") or [])
-
-
-def mdlm_tokenizer(id_or_path: str, vocab_size: int):
-    """The tokenizer of an MDLM hub checkpoint: one saved in its local directory, else edlm's `gpt2` when
-    the data vocabulary is GPT-2's; None when neither applies."""
-    from edlm.config import DataConfig
-    from edlm.data import build_tokenizer
-
-    path = Path(id_or_path).expanduser()
-    if path.is_dir() and any((path / name).is_file() for name in TOKENIZER_FILES):
-        return build_tokenizer(DataConfig(tokenizer=f"hf:{path}"))
-    if vocab_size == GPT2_VOCAB:
-        return build_tokenizer(DataConfig(tokenizer="gpt2"))
-    return None
+def parse_model_spec(spec, what: str = "model spec") -> tuple[str, str]:
+    """(kind, target) of a model spec without loading anything: kind is ckpt, pretrained, bundled or hf;
+    target the path, hub id or bundled name after the prefix. `what` names the value in messages
+    (e.g. "--denoiser"). EdlmError with one sentence for an empty value, an unknown prefix or a path
+    that is not a model."""
+    text = str(spec)
+    prefix, colon, rest = text.partition(":")
+    if colon and prefix in FORMS:
+        require(bool(rest.strip()), f"{what} {text!r} names no model; write {FORMS[prefix]}.")
+        return prefix, rest
+    path = Path(text).expanduser()
+    if text.strip() and path.is_dir():
+        if is_pretrained_dir(path):
+            return "pretrained", text
+        if is_checkpoint_dir(path):
+            return "ckpt", text
+        raise EdlmError(f"{what} {text!r} is a directory but not an edlm model (no edlm_config.json, state.json "
+                        f"or checkpoints/latest); pass {ACCEPTED}.")
+    if colon and prefix in ENERGY_PREFIXES and not path.exists():
+        raise EdlmError(f"{what} {text!r} is an energy spec, not a model; pass a model spec ({ACCEPTED}).")
+    if colon and prefix.isidentifier() and not path.exists():
+        raise EdlmError(f"{what} {text!r} has the unknown prefix {prefix + ':'!r}; use one of "
+                        f"{', '.join(FORMS.values())}, or a path.")
+    require(bool(text.strip()), f"{what} is empty; pass {ACCEPTED}.")
+    raise EdlmError(f"{what} {text!r} does not exist; pass {ACCEPTED}."
+                    if not path.exists() else
+                    f"{what} {text!r} is a file, not a model directory; pass {ACCEPTED}.")
 
 
-def load_model_spec(spec: str, *, device: str = "auto", dtype: str | None = None,
-                    trust_remote_code: bool = False, ema: bool = True) -> LoadedModel:
+def _check_dtype(dtype, kind: str, spec: str) -> None:
+    require(dtype in (None, "float32", "fp32") or kind != "ckpt",
+            f"dtype={dtype!r} does not apply to training checkpoint {spec!r}, which loads in float32; drop it "
+            "(use autocast for lower precision) or export the model first.")
+
+
+def load_spec(spec, *, device="auto", dtype=None, trust_remote_code: bool = False, ema: bool = True,
+              role: str | tuple[str, ...] | None = None, what: str = "model spec") -> LoadedModel:
     """Load the model a spec names (see the module docstring) onto `device` in eval mode.
-    ema=False loads an edlm training checkpoint's trained weights instead of its EMA weights."""
-    from edlm.loading.pretrained import from_pretrained, pretrained_spec
-    from edlm.util.device import select_device
 
-    torch_device = select_device(device)
-    name = hf_spec(spec)
-    if name is not None:
-        if is_mdlm_config(hf_config_json(name)):
-            from edlm.loading.mdlm_hub import load_mdlm_hub
-
-            model = load_mdlm_hub(name, device=torch_device, dtype=dtype)
-            return LoadedModel(model, mdlm_tokenizer(name, model.vocab_size), model.config.max_seq_len, spec)
-        lm = HFCausalLM.from_pretrained(name, trust_remote_code=trust_remote_code, dtype=dtype, device=torch_device)
-        return LoadedModel(lm, lm.tokenizer, lm.max_length, spec)
-    require(not trust_remote_code, f"--trust-remote-code applies to hf: models only, not to {spec!r}; drop the flag.")
-    from edlm.data import build_tokenizer
-
-    pretrained = pretrained_spec(spec)
-    if pretrained is not None:
-        model, config = from_pretrained(pretrained, device=torch_device, dtype=dtype)
-        return LoadedModel(model, build_tokenizer(config.data), config.data.seq_len, spec)
-    require(dtype in (None, "float32", "fp32"), f"dtype={dtype!r} applies to hf: and pretrained: models only; edlm "
-            "checkpoints load in float32 (use autocast for lower precision).")
-    from edlm.loading.checkpoint import load_model
-
-    model, config = load_model(spec, ema=ema, device=torch_device)
-    return LoadedModel(model, build_tokenizer(config.data), config.data.seq_len, spec)
-
-
-def same_tokenizer(ours, theirs) -> str | None:
-    """None when two tokenizers give the same ids (identical fingerprints, or the same ids for a probe
-    text and the same EOS id), else a sentence saying how they differ. Fingerprints alone are not
-    compared: edlm's tiktoken `gpt2` and Hugging Face's GPT-2 tokenizer differ in fingerprint but not in ids."""
-    from edlm.models.hf import PROBE_TEXT
-
-    if ours is None or theirs is None:
-        return None
-    fp_ours, fp_theirs = getattr(ours, "fingerprint", None), getattr(theirs, "fingerprint", None)
-    if fp_ours is not None and fp_ours == fp_theirs:
-        return None
-    a, b = ours.encode(PROBE_TEXT), theirs.encode(PROBE_TEXT)
-    if a != b:
-        return f"they encode a probe text differently ({a[:6]}... vs {b[:6]}...)"
-    eos_a, eos_b = getattr(ours, "eos_id", None), getattr(theirs, "eos_id", None)
-    if eos_a is not None and eos_b is not None and eos_a != eos_b:
-        return f"their end-of-sequence ids differ ({eos_a} vs {eos_b})"
-    return None
+    dtype: parameter dtype for pretrained/bundled/hf models (None: float32). trust_remote_code: hf:
+    models only. ema=False loads a training checkpoint's trained weights instead of its EMA weights
+    (exported and hf: models hold one set of weights, so it does not apply to them). role: the role(s)
+    the caller accepts; another role is an EdlmError naming `what` and the value.
+    """
+    kind, target = parse_model_spec(spec, what)
+    spec = str(spec)
+    require(not trust_remote_code or kind == "hf",
+            f"--trust-remote-code applies to hf: models only, not to {what} {spec!r}; drop the flag.")
+    _check_dtype(dtype, kind, spec)
+    torch_device = select_device("auto" if device is None else device)
+    if kind == "hf":
+        model, tokenizer, seq_len = load_hf(target, device=torch_device, dtype=dtype,
+                                            trust_remote_code=trust_remote_code)
+        loaded = LoadedModel(model, tokenizer, seq_len, spec, None, model_role(model), kind,
+                             Path(target).expanduser() if Path(target).expanduser().is_dir() else None)
+    elif kind == "ckpt":
+        ckpt = read_checkpoint(target)
+        model, config = load_model(ckpt.path, ema=ema, device=torch_device)
+        loaded = LoadedModel(model, build_tokenizer(config.data), config.data.seq_len, spec, config,
+                             model_role(model), kind, ckpt.path, ckpt.step)
+    else:
+        source = bundled_dir(target) if kind == "bundled" else target
+        directory, _, _ = read_pretrained_config(source)
+        model, config = from_pretrained(directory, device=torch_device, dtype=dtype)
+        loaded = LoadedModel(model, build_tokenizer(config.data), config.data.seq_len, spec, config,
+                             model_role(model), kind, directory)
+    if role is not None:
+        check_role(loaded, role, what)
+    return loaded
 
 
-def load_tokenizer_spec(spec: str | None):
-    """The tokenizer a `data.tokenizer` spec names, or None for None / ''."""
-    if not spec:
-        return None
-    from edlm.config import DataConfig
-    from edlm.data import build_tokenizer
+def check_role(loaded: LoadedModel, role: str | tuple[str, ...], what: str = "model spec") -> None:
+    """EdlmError unless the loaded model's role is `role` (or one of them)."""
+    roles = (role,) if isinstance(role, str) else tuple(role)
+    wanted = " or ".join(ROLE_WORDS[r] for r in roles)
+    require(loaded.role in roles, f"{what} {loaded.spec!r} is {ROLE_WORDS[loaded.role]}, not {wanted}; "
+            f"pass {wanted} as {what}.")
 
-    return build_tokenizer(DataConfig(tokenizer=spec))
+
+def max_seq_len(model) -> int | None:
+    """The most tokens a model takes at once (edlm: model.max_seq_len; HF: its positions), None when unknown."""
+    return getattr(getattr(model, "config", None), "max_seq_len", None) or getattr(model, "max_length", None)
+
+
+def check_seq_len(seq_len: int, model, what: str) -> None:
+    """EdlmError unless `model` (named `what` in the message) takes sequences of `seq_len` tokens."""
+    limit = max_seq_len(model)
+    require(limit is None or seq_len <= limit,
+            f"--seq-len {seq_len} exceeds the {what}'s max_seq_len={limit}; use a shorter --seq-len.")
+
+
+def load(spec, **kwargs):
+    """The model a spec names, in eval mode (`edlm.load`): see `load_spec` for the keywords."""
+    return load_spec(spec, **kwargs).model

@@ -11,7 +11,7 @@ over the sequences:
 - `gap`: mean of (mean negative energy - positive energy), > 0 when data gets lower energy than
   proposals, with its standard error `gap_stderr` over sequences; `frac_positive_below_mean_negative`;
 - `ess`: mean effective sample size of the importance weights of the n negatives,
-  `w = softmax(-E)`, `ESS = 1 / sum_j w_j^2` in [1, n] (trap 8: the weights, not raw energies), and
+  `w = softmax(-E)`, `ESS = 1 / sum_j w_j^2` in [1, n] (docs/pitfalls.md, item 8: the weights, not raw energies), and
   `ess_fraction = ess / n`.
 
 Energies are in nats (float64). `plot_energy_diagnostics` draws the two panels (energies; ESS) to a PNG
@@ -29,6 +29,7 @@ from edlm.diffusion.schedules import LogLinearSchedule
 from edlm.energy.base import check_compatible
 from edlm.errors import require
 from edlm.util.device import module_device
+from edlm.util.progress import progress_bar
 from edlm.sampling.importance import draw_candidates
 
 SERIES = ("positive", "negative_mean", "negative_min", "negative_max", "gap", "gap_stderr",
@@ -57,7 +58,7 @@ def _score_at(energy, denoiser, x0, t, schedule, num_negatives, generator):
     logmu = torch.log_softmax(logits.double(), dim=-1).gather(-1, x0[..., None]).squeeze(-1)
     pos_logp = torch.where(masked, logmu, torch.zeros_like(logmu)).sum(dim=1)
     group = num_negatives + 1
-    batch = torch.cat([x0[:, None], negatives], dim=1).reshape(b * group, length)  # batch-major (trap 3)
+    batch = torch.cat([x0[:, None], negatives], dim=1).reshape(b * group, length)  # batch-major: docs/pitfalls.md, item 3
     logp = torch.cat([pos_logp[:, None], neg_logp], dim=1).reshape(-1)
     e = energy(batch, xt.repeat_interleave(group, dim=0), times.repeat_interleave(group), logp)
     require(tuple(e.shape) == (b * group,), f"the energy returned shape {tuple(e.shape)} for {b * group} sequences; "
@@ -69,12 +70,13 @@ def _score_at(energy, denoiser, x0, t, schedule, num_negatives, generator):
 @torch.no_grad()
 def energy_diagnostics(energy, denoiser, x0: torch.Tensor, *, times: list[float], num_negatives: int = 16,
                        schedule=None, generator: torch.Generator | None = None,
-                       batch_size: int | None = None) -> dict:
+                       batch_size: int | None = None, progress: bool = False) -> dict:
     """Figure-2 statistics of `energy` on data x0: Long[B, L] at each t in `times` (see the module doc).
 
     denoiser: the proposal (denoiser protocol); schedule: the masking schedule of xt (default
     log-linear with eps = 0, alpha_t = 1 - t); batch_size: sequences per denoiser call (each makes
-    one energy call on batch_size * (1 + num_negatives) sequences). Returns a dict with "t" and one
+    one energy call on batch_size * (1 + num_negatives) sequences); progress: report progress
+    (`edlm.util.progress`) in sequences x times. Returns a dict with "t" and one
     list per name in SERIES (same length as t), plus "num_sequences" and "num_negatives".
     """
     require(num_negatives >= 2, f"num_negatives={num_negatives} must be at least 2 (min, max and ESS need several).")
@@ -86,12 +88,14 @@ def energy_diagnostics(energy, denoiser, x0: torch.Tensor, *, times: list[float]
     x0 = x0.to(module_device(denoiser))
     step = batch_size or x0.shape[0]
     out = {name: [] for name in SERIES}
+    bar = progress_bar(total=len(times) * x0.shape[0], enabled=progress, desc="energy", unit="seq-t")
     for t in times:
         pos, neg = [], []
         for chunk in x0.split(step):
             p, n = _score_at(energy, denoiser, chunk, t, schedule, num_negatives, generator)
             pos.append(p.cpu())
             neg.append(n.cpu())
+            bar.update(chunk.shape[0])
         pos, neg = torch.cat(pos), torch.cat(neg)
         gap = neg.mean(dim=1) - pos
         log_w = torch.log_softmax(-neg, dim=1)
@@ -106,6 +110,7 @@ def energy_diagnostics(energy, denoiser, x0: torch.Tensor, *, times: list[float]
         }
         for name in SERIES:
             out[name].append(float(stats[name]))
+    bar.close()
     return {"t": [float(t) for t in times], **out, "num_sequences": int(x0.shape[0]), "num_negatives": num_negatives}
 
 

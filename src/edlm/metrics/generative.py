@@ -9,6 +9,9 @@
   `ppl_mean_of_samples = mean over samples of exp(NLL_s / n_s)`.
   Samples longer than the oracle's context are scored in windows of its context length moved by half
   a context: every token is scored once, with at least half a context before it.
+  `bits_per_char = sum of token NLLs / ln 2 / number of characters of the samples' content text`
+  (the EOS, when scored, adds NLL but no characters) is comparable across tokenizers; for a character
+  tokenizer without EOS it equals bits per token.
 - Diversity, per sample, on its content tokens (EOS excluded) in the samples' own tokenizer when
   every sample has ids, else in the oracle's: unigram entropy `H = -sum_w p_w log p_w` with
   `p_w = count_w / n` (nats, and bits = nats / ln 2), fraction of unique unigrams
@@ -26,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from edlm.errors import require
-from edlm.metrics.samples import Prepared, Sample, prepare, same_tokenizer
+from edlm.metrics.samples import Prepared, Sample, prepare
 
 
 def unigram_entropy(tokens: list[int]) -> float:
@@ -77,13 +80,13 @@ def _windows(n: int, context: int | None) -> list[tuple[int, int, int]]:
 def sequence_nll(lm, sequences: list[list[int]], batch_size: int = 8, progress: bool = False) -> list[float]:
     """Total NLL in nats of each token sequence under the causal LM `lm` (0 for an empty sequence).
     Batches are right-padded: a causal model's log-probabilities do not depend on later positions."""
-    from tqdm.auto import tqdm
+    from edlm.util.progress import progress_bar
 
     context = context_length(lm)
     rows = [(s, b, f, e) for s, seq in enumerate(sequences) if seq for b, f, e in _windows(len(seq), context)]
     rows.sort(key=lambda r: r[3] - r[1])
     totals = [0.0] * len(sequences)
-    for i in tqdm(range(0, len(rows), batch_size), disable=not progress, desc="oracle", unit="batch"):
+    for i in progress_bar(range(0, len(rows), batch_size), enabled=progress, desc="oracle", unit="batch"):
         chunk = rows[i:i + batch_size]
         width = max(e - b for _, b, _, e in chunk)
         x = torch.zeros(len(chunk), width, dtype=torch.long)
@@ -104,6 +107,14 @@ def bits_per_token(lm, sequences: list[list[int]], batch_size: int = 8) -> list[
     return [nats / len(seq) / math.log(2) for nats, seq in zip(sequence_nll(lm, sequences, batch_size), sequences)]
 
 
+def bits_per_char(lm, sequences: list[list[int]], texts: list[str], batch_size: int = 8) -> list[float]:
+    """NLL of each token sequence under the causal LM `lm` in bits per character of its text
+    (nats / len(text) / ln 2; `sequences[i]` encodes `texts[i]` in lm's tokenizer), comparable across
+    tokenizers. An empty text gives NaN."""
+    nlls = sequence_nll(lm, sequences, batch_size)
+    return [nats / len(text) / math.log(2) if text else float("nan") for nats, text in zip(nlls, texts)]
+
+
 @dataclass
 class GenerativeReport:
     """Generative metrics of a sample set (see the module docstring for every definition)."""
@@ -113,6 +124,8 @@ class GenerativeReport:
     num_scored_tokens: int
     nll_per_token: float
     ppl: float
+    num_chars: int | None
+    bits_per_char: float | None
     ppl_mean_of_samples: float
     entropy_nats: float
     entropy_nats_std: float
@@ -175,16 +188,18 @@ def generative_metrics(samples: list[Sample], oracle, *, oracle_tokenizer=None, 
     uniques = [unique_fraction(d) for d in diversity]
     reps = [repetition_rate(d, window) for d in diversity]
     entropy_mean, entropy_std = _mean_std(entropies)
-    per_sample = [dict(nll=nll, scored_tokens=n, content_tokens=len(d), ended=p.ended, entropy_nats=h,
-                       unique_fraction=u, repetition_rate=r)
+    per_sample = [dict(nll=nll, scored_tokens=n, content_tokens=len(d), chars=None if p.text is None else len(p.text),
+                       ended=p.ended, entropy_nats=h, unique_fraction=u, repetition_rate=r)
                   for nll, n, d, p, h, u, r in zip(nlls, counts, diversity, prepared, entropies, uniques, reps)]
+    chars = None if any(p.text is None for p in prepared) else sum(len(p.text) for p in prepared)
     return GenerativeReport(
         oracle=getattr(oracle, "name", type(oracle).__name__), num_samples=len(samples),
-        num_scored_tokens=total_tokens, nll_per_token=nll_per_token, ppl=math.exp(nll_per_token),
+        num_scored_tokens=total_tokens, nll_per_token=nll_per_token, ppl=math.exp(nll_per_token), num_chars=chars,
+        bits_per_char=sum(nlls) / math.log(2) / chars if chars else None,
         ppl_mean_of_samples=sum(per_ppl) / len(per_ppl), entropy_nats=entropy_mean, entropy_nats_std=entropy_std,
         entropy_bits=entropy_mean / math.log(2), unique_fraction=_mean_std(uniques)[0],
         repetition_rate=_mean_std(reps)[0], repetition_window=window, count_eos=count_eos,
-        retokenized=not same_tokenizer(sample_tokenizer, oracle_tokenizer),
+        retokenized=any(p.retokenized for p in prepared),
         diversity_tokens="samples" if use_sample_side else "oracle",
         num_ended_by_eos=sum(p.ended for p in prepared), num_empty=sum(1 for d in diversity if not d),
         per_sample=per_sample)

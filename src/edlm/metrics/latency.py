@@ -1,5 +1,6 @@
 """Latency of generation: N sequences of length L from MDLM (T steps), EDLM (T steps, k candidates,
-window w, AR energy) and an autoregressive model with a KV cache (seed 003, Table 3 of seed 000).
+window w, AR energy) and an autoregressive model with a KV cache (as in the SEDD-vs-GPT-2 evaluation and
+Table 3 of the EDLM paper).
 
 Method. Each configuration runs `warmup` untimed times, then `repeats` timed times; every run
 generates all N sequences (in chunks of `batch_size`) from a fresh generator seeded with
@@ -46,11 +47,13 @@ def synchronizer(device: torch.device) -> Callable[[], None]:
 
 def time_runs(run: Callable[[int], object], repeats: int, warmup: int, *,
               sync: Callable[[], None] = lambda: None,
-              clock: Callable[[], float] = time.perf_counter) -> tuple[list[float], list[object]]:
+              clock: Callable[[], float] = time.perf_counter,
+              tick: Callable[[], None] = lambda: None) -> tuple[list[float], list[object]]:
     """Call `run(i)` for i = 0 .. warmup + repeats - 1; the first `warmup` calls are not timed.
 
     Returns (seconds of each timed call, what each timed call returned). Each timed call is bracketed
-    by `sync()` before the clock is read, on both sides.
+    by `sync()` before the clock is read, on both sides; `tick()` runs after every call, untimed
+    (a progress report).
     """
     require(isinstance(repeats, int) and repeats >= 1, f"repeats={repeats} must be an integer >= 1.")
     require(isinstance(warmup, int) and warmup >= 0, f"warmup={warmup} must be an integer >= 0.")
@@ -59,6 +62,7 @@ def time_runs(run: Callable[[int], object], repeats: int, warmup: int, *,
         if i < warmup:
             run(i)
             sync()
+            tick()
             continue
         sync()
         start = clock()
@@ -66,6 +70,7 @@ def time_runs(run: Callable[[int], object], repeats: int, warmup: int, *,
         sync()
         seconds.append(clock() - start)
         outputs.append(out)
+        tick()
     return seconds, outputs
 
 
@@ -177,13 +182,14 @@ def count_parameters(model) -> int:
     return sum(p.numel() for p in module_parameters(model))
 
 
-def _measure(run, device, repeats, warmup, clock):
+def _measure(run, device, repeats, warmup, clock, tick):
     device = torch.device(device)
     cuda = device.type == "cuda"
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
     kwargs = {} if clock is None else {"clock": clock}
-    seconds, outputs = time_runs(run, repeats, warmup, sync=synchronizer(device), **kwargs)
+    seconds, outputs = time_runs(run, repeats, warmup, sync=synchronizer(device), tick=tick or (lambda: None),
+                                 **kwargs)
     return seconds, outputs, (int(torch.cuda.max_memory_allocated(device)) if cuda else None)
 
 
@@ -197,8 +203,10 @@ def _check_common(num_samples, seq_len, batch_size) -> None:
 def measure_diffusion(denoiser, num_samples: int, seq_len: int, steps: int, *, energy=None, k: int = 1,
                       window: float = 0.0, tau: float = 1.0, batch_size: int | None = None, repeats: int = 5,
                       warmup: int = 1, seed: int = 0, amp_dtype: torch.dtype | None = None,
-                      clock: Callable[[], float] | None = None, label: str | None = None) -> LatencyMeasurement:
-    """Time `edlm.sample` (MDLM, or EDLM when an energy, k > 1 and window > 0 are given)."""
+                      clock: Callable[[], float] | None = None, label: str | None = None,
+                      tick: Callable[[], None] | None = None) -> LatencyMeasurement:
+    """Time `edlm.sample` (MDLM, or EDLM when an energy, k > 1 and window > 0 are given); `tick()`
+    after every run, as in `time_runs`."""
     from edlm.sampling import sample
     from edlm.util.device import autocast
 
@@ -215,7 +223,7 @@ def measure_diffusion(denoiser, num_samples: int, seq_len: int, steps: int, *, e
                                    tau=tau, generator=generator, batch_size=batch_size, return_stats=True)
         return stats
 
-    seconds, stats, peak = _measure(run, device, repeats, warmup, clock)
+    seconds, stats, peak = _measure(run, device, repeats, warmup, clock, tick)
     passes, calls = {}, {}
     for name in ("denoiser", "energy") if edlm_row else ("denoiser",):
         counts = [s.count(name) for s in stats]
@@ -236,8 +244,10 @@ def measure_diffusion(denoiser, num_samples: int, seq_len: int, steps: int, *, e
 
 def measure_ar(lm, num_samples: int, seq_len: int, *, batch_size: int | None = None, repeats: int = 5,
                warmup: int = 1, seed: int = 0, amp_dtype: torch.dtype | None = None,
-               clock: Callable[[], float] | None = None, label: str = "AR (KV cache)") -> LatencyMeasurement:
-    """Time `edlm.sampling.ar_sample` (temperature 1, no top-p: the same plain sampling as MDLM)."""
+               clock: Callable[[], float] | None = None, label: str = "AR (KV cache)",
+               tick: Callable[[], None] | None = None) -> LatencyMeasurement:
+    """Time `edlm.sampling.ar_sample` (temperature 1, no top-p: the same plain sampling as MDLM);
+    `tick()` after every run, as in `time_runs`."""
     from edlm.sampling import ar_sample
     from edlm.util.device import autocast
 
@@ -251,7 +261,7 @@ def measure_ar(lm, num_samples: int, seq_len: int, *, batch_size: int | None = N
             ar_sample(counting, num_samples, seq_len, generator=generator, batch_size=batch_size)
         return counting.rows
 
-    seconds, rows, peak = _measure(run, device, repeats, warmup, clock)
+    seconds, rows, peak = _measure(run, device, repeats, warmup, clock, tick)
     passes = {"ar_kv_step": statistics.fmean(sum(r) for r in rows) / num_samples}
     calls = {"ar_kv_step": statistics.fmean(len(r) for r in rows)}
     return LatencyMeasurement("ar", label, num_samples, seq_len, batch_size or num_samples, warmup, seconds,
@@ -300,15 +310,17 @@ def latency_benchmark(*, denoiser=None, energy=None, ar=None, mdlm: bool = True,
                       steps: list[int], k: list[int] | int = 4, window: float = 0.0, tau: float = 1.0,
                       batch_size: int | None = None, repeats: int = 5, warmup: int = 1, seed: int = 0,
                       precision: str = "auto", models: dict | None = None,
-                      clock: Callable[[], float] | None = None) -> LatencyResult:
+                      clock: Callable[[], float] | None = None, progress: bool = False) -> LatencyResult:
     """Time every configuration the given models allow, side by side, in this order: AR (if `ar`),
     then for each T in `steps`: MDLM (if `denoiser` and `mdlm`) and EDLM for each k (if `denoiser` and `energy`).
 
     energy: an Energy for EDLM (e.g. `AREnergy(lm)`); ar: an LM with the KV-cache protocol of
     `edlm.sampling.ar`. precision: "auto" (bf16 autocast on CUDA), "bf16" or "fp32" as in training.
-    models: what to record about the models (spec, parameters) in the result.
+    models: what to record about the models (spec, parameters) in the result. progress: report the
+    runs done, warm-up and timed (`edlm.util.progress`).
     """
     from edlm.util.device import amp_dtype as precision_dtype
+    from edlm.util.progress import progress_bar
 
     require(ar is not None or (denoiser is not None and (mdlm or energy is not None)),
             "nothing to time: pass a denoiser (with mdlm=True or an energy), an AR model, or both.")
@@ -323,7 +335,11 @@ def latency_benchmark(*, denoiser=None, energy=None, ar=None, mdlm: bool = True,
     anchor = denoiser if denoiser is not None else ar
     device = module_device(anchor)
     dtype = precision_dtype(precision, device)
-    common = dict(batch_size=batch_size, repeats=repeats, warmup=warmup, seed=seed, amp_dtype=dtype, clock=clock)
+    configurations = (ar is not None) + (len(steps) * (mdlm + (len(ks) if energy is not None else 0))
+                                         if denoiser is not None else 0)
+    bar = progress_bar(total=configurations * (warmup + repeats), enabled=progress, desc="latency", unit="run")
+    common = dict(batch_size=batch_size, repeats=repeats, warmup=warmup, seed=seed, amp_dtype=dtype, clock=clock,
+                  tick=bar.update)
     found = []
     if ar is not None:
         found.append(measure_ar(ar, num_samples, seq_len, **common))
@@ -335,6 +351,7 @@ def latency_benchmark(*, denoiser=None, energy=None, ar=None, mdlm: bool = True,
         for kk in ks if energy is not None else []:
             found.append(measure_diffusion(denoiser, num_samples, seq_len, t, energy=energy, k=kk, window=window,
                                            tau=tau, **common))
+    bar.close()
     label = "fp32" if dtype is None else f"{str(dtype).replace('torch.', '')} autocast"
     return LatencyResult(found, str(device), label, dict(models or {}), seed)
 

@@ -16,7 +16,8 @@ The kind is detected from the model: a causal LM (edlm AR checkpoint, `hf:` mode
 log-likelihoods; a denoiser gives the Monte Carlo ELBO of `edlm.likelihood.conditional` (context clamped,
 only the continuation masked, `num_mc` antithetic times). Both define the greedy check there.
 
-model_args: `pretrained` (a model spec: ckpt:PATH, a path, hf:ID_OR_PATH), `num_mc` (32), `seed` (0),
+model_args: `pretrained` (a model spec, `edlm.loading.specs`: ckpt:PATH, pretrained:DIR_OR_ID,
+bundled:NAME, hf:ID_OR_PATH or a path), `num_mc` (32), `seed` (0),
 `batch_size` (rows per forward pass; "auto" means 64), `device` (auto), `dtype` (hf: only),
 `trust_remote_code` (false), `seq_len` (denoisers: pad every request with masks to this length;
 default: the checkpoint's data.seq_len, 0 disables), `prefix_eos` (start every request with EOS, as
@@ -36,12 +37,12 @@ import sys
 
 from lm_eval.api.model import LM
 from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
-from tqdm.auto import tqdm
 
 from edlm.errors import EdlmError, require
 from edlm.likelihood.conditional import causal_scores, diffusion_scores
 from edlm.metrics.samples import encode_text
 from edlm.models.hf import HFCausalLM
+from edlm.util.progress import progress_bar
 
 MODEL_NAME = "edlm"
 _NO_TOKEN = -1  # stands for lm-eval's rolling-window prefix token, dropped before scoring
@@ -60,10 +61,11 @@ class EdlmLM(LM):
         require((pretrained is None) != (model is None), "pass exactly one of pretrained=SPEC or model=OBJECT.")
         default_len = None
         if pretrained is not None:
-            from edlm.loading.specs import load_model_spec
+            from edlm.loading.specs import load_spec
 
-            loaded = load_model_spec(str(pretrained), device=device or "auto", dtype=dtype,
-                                     trust_remote_code=bool(trust_remote_code))
+            loaded = load_spec(str(pretrained), device=device or "auto", dtype=dtype,
+                               trust_remote_code=bool(trust_remote_code), role=("denoiser", "causal"),
+                               what="model_args pretrained")
             model, tokenizer, default_len = loaded.model, tokenizer or loaded.tokenizer, loaded.seq_len
         require(tokenizer is not None, "the edlm lm-eval model needs a tokenizer; pass tokenizer=... with model=.")
         self.model, self.tokenizer = model, tokenizer
@@ -109,7 +111,7 @@ class EdlmLM(LM):
         """score_tokens over `pairs` in chunks, with a progress bar."""
         step = max(1, self.batch_size // (1 if self.causal else self.num_mc + 1))
         out = []
-        for start in tqdm(range(0, len(pairs), step), desc=desc, unit="chunk", disable=disable):
+        for start in progress_bar(range(0, len(pairs), step), desc=desc, unit="chunk", enabled=not disable):
             out += self.score_tokens(pairs[start:start + step])
         return out
 

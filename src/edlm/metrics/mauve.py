@@ -1,6 +1,6 @@
 """MAUVE between human text and model samples, through the `mauve-text` package.
 
-Protocol (seed 003): human reference texts are cut into windows of `prompt_len + cont_len` tokens
+Protocol (the SEDD-vs-GPT-2 evaluation's): human reference texts are cut into windows of `prompt_len + cont_len` tokens
 (50 + 50) in the samples' tokenizer; the first `prompt_len` tokens of each window are the prompts
 the model continues. Every sample (one JSONL file or `seed` value per sampling seed) holds the prompt
 and its continuation; its continuation is cut at the first EOS (the EOS rule of
@@ -27,6 +27,7 @@ import torch
 
 from edlm.errors import EdlmError, require
 from edlm.metrics.samples import Sample, encode_text, same_tokenizer
+from edlm.util.progress import progress_bar
 
 POOLS = ("last", "mean")
 SPANS = ("full", "continuation")
@@ -51,9 +52,11 @@ def _states(model, x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def featurize(model, sequences: list[list[int]], *, pool: str | None = None, batch_size: int = 32) -> np.ndarray:
+def featurize(model, sequences: list[list[int]], *, pool: str | None = None, batch_size: int = 32,
+              progress: bool = False) -> np.ndarray:
     """Pooled features float32[N, D] of non-empty token sequences. Causal models read right-padded
-    batches (later positions cannot change earlier states); bidirectional ones batch equal lengths."""
+    batches (later positions cannot change earlier states); bidirectional ones batch equal lengths.
+    progress: report the sequences done (`edlm.util.progress`)."""
     pool = pool or default_pool(model)
     require(pool in POOLS, f"pool={pool!r} is unknown; use one of {POOLS}.")
     require(all(sequences), "a sequence to featurize is empty; drop empty samples first.")
@@ -69,7 +72,7 @@ def featurize(model, sequences: list[list[int]], *, pool: str | None = None, bat
         current.append(i)
     batches.append(current)
     out = [None] * len(sequences)
-    for idx in batches:
+    for idx in progress_bar(batches, enabled=progress, desc="features", unit="batch"):
         lengths = torch.tensor([len(sequences[i]) for i in idx])
         x = torch.zeros(len(idx), int(lengths.max()), dtype=torch.long)
         for r, i in enumerate(idx):
@@ -190,8 +193,10 @@ def mauve_from_features(reference: np.ndarray, groups: dict[str, np.ndarray], *,
 
 def mauve_eval(reference: list[Sample], groups: dict[str, list[Sample]], featurizer, *, sample_tokenizer=None,
                featurizer_tokenizer=None, prompt_len: int = 50, cont_len: int = 50, span: str = "full",
-               pool: str | None = None, batch_size: int = 32, **mauve_kwargs) -> MauveReport:
-    """Featurize the reference and each group with `featurizer` and compute MAUVE (module docstring)."""
+               pool: str | None = None, batch_size: int = 32, progress: bool = False,
+               **mauve_kwargs) -> MauveReport:
+    """Featurize the reference and each group with `featurizer` and compute MAUVE (module docstring);
+    progress: report the featurizer's batches (`edlm.util.progress`)."""
     require(prompt_len >= 0 and cont_len >= 1, f"prompt_len={prompt_len} must be >= 0 and cont_len={cont_len} >= 1.")
     featurizer_tokenizer = featurizer_tokenizer or getattr(featurizer, "tokenizer", None)
     pool = pool or default_pool(featurizer)
@@ -199,7 +204,7 @@ def mauve_eval(reference: list[Sample], groups: dict[str, list[Sample]], featuri
     def features(samples: list[Sample]) -> np.ndarray:
         seqs = [span_tokens(s, prompt_len=prompt_len, cont_len=cont_len, span=span, sample_tokenizer=sample_tokenizer,
                             target_tokenizer=featurizer_tokenizer) for s in samples]
-        return featurize(featurizer, [s for s in seqs if s], pool=pool, batch_size=batch_size)
+        return featurize(featurizer, [s for s in seqs if s], pool=pool, batch_size=batch_size, progress=progress)
 
     settings = dict(prompt_len=prompt_len, cont_len=cont_len, span=span, pool=pool,
                     featurizer=getattr(featurizer, "name", type(featurizer).__name__))

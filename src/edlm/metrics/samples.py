@@ -1,7 +1,8 @@
 """Sample files and the rules that turn a sample into the tokens an evaluator reads.
 
 A sample file is JSONL: one JSON object per line with `ids` (a list of token ids in the tokenizer
-that produced the sample) and/or `text` (a string). Other keys (`seed`, ...) are kept in `meta`.
+that produced the sample) and/or `text` (a string). Other keys (`seed`, ...) are kept in `meta`;
+`edlm sample` records there the `tokenizer` spec of the ids (`recorded_tokenizer`).
 
 The EOS rule (used by generative perplexity, the diversity metrics and MAUVE):
 1. On token ids with an EOS id: one leading EOS is dropped (it is the BOS of the "EOS at both ends"
@@ -13,10 +14,11 @@ The EOS rule (used by generative perplexity, the diversity metrics and MAUVE):
 Whether the EOS itself is scored by an oracle is the caller's choice (`count_eos` in generative.py).
 
 Retokenisation: samples are read in the target tokenizer (the oracle's or the featurizer's). If the
-samples' tokenizer is the target's (same `fingerprint`, else same `name`; no samples' tokenizer given
-means the samples were made with the target's tokenizer), ids are used as they are. Otherwise the content is
-decoded to text with the samples' tokenizer (or the sample's `text` is used when it has no ids) and
-encoded with the target's.
+samples' tokenizer gives the target's ids (`edlm.loading.tokenizer_specs.same_tokenizer`; no samples'
+tokenizer given means the samples were made with the target's tokenizer), ids are used as they are.
+Otherwise the content is decoded to text with the samples' tokenizer (or the sample's `text` is used
+when it has no ids) and encoded with the target's. Callers that cannot know the samples' tokenizer
+score the text instead (`text_only`), never ids of one tokenizer read as ids of another.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edlm.errors import EdlmError, require
+from edlm.loading.tokenizer_specs import load_tokenizer_spec, same_tokenizer as tokenizer_difference
 
 
 @dataclass
@@ -40,11 +43,15 @@ class Sample:
 @dataclass
 class Prepared:
     """A sample after the EOS rule. sample_tokens: content in the samples' tokenizer (None when the
-    sample had only text); target_tokens: content in the target tokenizer; ended: an EOS ended it."""
+    sample had only text); target_tokens: content in the target tokenizer; ended: an EOS ended it;
+    text: the content as text (None when no tokenizer can decode it); retokenized: target_tokens were
+    encoded from text rather than taken from the sample's ids."""
 
     sample_tokens: list[int] | None
     target_tokens: list[int]
     ended: bool
+    text: str | None = None
+    retokenized: bool = False
 
 
 def read_samples(path: str | Path) -> list[Sample]:
@@ -103,14 +110,37 @@ def eos_text(tokenizer) -> str | None:
 
 def same_tokenizer(sample_tokenizer, target_tokenizer) -> bool:
     """True when ids need no retokenisation: either tokenizer is None (unknown means "the other one"),
-    or both have the same `fingerprint` (when both have one), else the same `name`."""
+    they are one object, or they give the same ids (`edlm.loading.tokenizer_specs.same_tokenizer`)."""
     if sample_tokenizer is None or target_tokenizer is None or sample_tokenizer is target_tokenizer:
         return True
-    for key in ("fingerprint", "name"):
-        ours, theirs = getattr(sample_tokenizer, key, None), getattr(target_tokenizer, key, None)
-        if ours is not None and theirs is not None:
-            return ours == theirs
-    return False
+    return tokenizer_difference(sample_tokenizer, target_tokenizer) is None
+
+
+def recorded_tokenizer(samples: list[Sample], path="the sample file") -> str | None:
+    """The `tokenizer` spec the samples record (every sample the same), or None when none records one."""
+    specs = {s.meta.get("tokenizer") for s in samples} - {None}
+    require(len(specs) <= 1, f"{path} mixes samples of tokenizers {sorted(map(str, specs))}; score each "
+            "tokenizer's samples on their own.")
+    return specs.pop() if specs else None
+
+
+def samples_tokenizer(samples: list[Sample], spec: str | None = None, path="the sample file"):
+    """(samples, their tokenizer) ready for `prepare`: the tokenizer `spec` names (e.g. --tokenizer),
+    else the one the samples record; when neither is known, the samples without their ids (`text_only`:
+    their text is scored) and None."""
+    spec = spec or recorded_tokenizer(samples, path)
+    if spec:
+        return samples, load_tokenizer_spec(spec)
+    return text_only(samples, path), None
+
+
+def text_only(samples: list[Sample], path="the sample file") -> list[Sample]:
+    """The samples with their ids dropped, for scoring their text when the ids' tokenizer is unknown;
+    EdlmError when a sample has ids but no text."""
+    missing = sum(s.text is None for s in samples)
+    require(not missing, f"{path} records no tokenizer and {missing} of its samples have token ids without "
+            "text, so they cannot be read in another tokenizer; pass --tokenizer SPEC (the samples' tokenizer).")
+    return [Sample(None, s.text, s.meta) for s in samples]
 
 
 def encode_text(tokenizer, text: str) -> list[int]:
@@ -128,13 +158,14 @@ def prepare(sample: Sample, sample_tokenizer=None, target_tokenizer=None) -> Pre
         tokenizer = target_tokenizer or sample_tokenizer
         if sample.ids is not None:
             content, ended = cut_at_eos(sample.ids, getattr(tokenizer, "eos_id", None))
-            return Prepared(content, content, ended)
+            return Prepared(content, content, ended, tokenizer.decode(content) if tokenizer is not None else None)
         require(tokenizer is not None, "a sample has only text and no tokenizer is known; give the samples' "
                 "or the target's tokenizer, or write 'ids' into the sample file.")
         text, ended = cut_text_at_eos(sample.text, eos_text(tokenizer))
-        return Prepared(None, encode_text(tokenizer, text), ended)
+        return Prepared(None, encode_text(tokenizer, text), ended, text, True)
     if sample.ids is not None:
         content, ended = cut_at_eos(sample.ids, sample_tokenizer.eos_id)
-        return Prepared(content, encode_text(target_tokenizer, sample_tokenizer.decode(content)), ended)
+        text = sample_tokenizer.decode(content)
+        return Prepared(content, encode_text(target_tokenizer, text), ended, text, True)
     text, ended = cut_text_at_eos(sample.text, eos_text(sample_tokenizer))
-    return Prepared(None, encode_text(target_tokenizer, text), ended)
+    return Prepared(None, encode_text(target_tokenizer, text), ended, text, True)

@@ -47,12 +47,12 @@ def _data_root() -> Path:
 
     root = data_root()
     require(root is not None, "the shared corpora are found through EDLM_DATA; set EDLM_DATA to the data directory "
-            "(the one holding ptb/ and wikitext-2/) or pass --path.")
+            "(the one holding ptb/ and wikitext-2/) or pass --data.")
     return root
 
 
 def _lines(path: Path) -> list[str]:
-    require(path.is_file(), f"corpus file {path} does not exist; pass --path or set EDLM_DATA to the data directory.")
+    require(path.is_file(), f"corpus file {path} does not exist; pass --data or set EDLM_DATA to the data directory.")
     if path.suffix == ".jsonl":
         docs = []
         with open(path, encoding="utf-8") as f:
@@ -99,13 +99,14 @@ def corpus_documents(corpus: str, split: str = "test", *, path: str | None = Non
                      text_field: str = "text") -> tuple[list[str], str]:
     """(raw documents, name of the default detokenizer) of a corpus (module docstring)."""
     if corpus == "ptb":
-        require(split in ("train", "valid", "test"), f"split={split!r}: PTB has train, valid and test.")
+        require(split in ("train", "valid", "test"), f"PTB has no split {split!r}; use --split train, valid or test.")
         return _lines(Path(path) if path else _data_root() / "ptb" / f"ptb.{split}.txt"), "ptb"
     if corpus == "wikitext2":
         files = {"test": "wiki.test.raw", "valid": "valid.txt"}
-        require(path is not None or split in files, f"split={split!r}: the local WikiText-2 has valid and test only.")
+        require(path is not None or split in files,
+                f"the local WikiText-2 has no split {split!r}; use --split valid or test.")
         file = Path(path) if path else _data_root() / "wikitext-2" / files[split]
-        require(file.is_file(), f"corpus file {file} does not exist; pass --path or set EDLM_DATA.")
+        require(file.is_file(), f"corpus file {file} does not exist; pass --data or set EDLM_DATA.")
         return wikitext_articles(file.read_text(encoding="utf-8")), "wikitext"
     if corpus == "lambada":
         docs = _lines(Path(path)) if path else _hf_documents(LAMBADA_HF, "default", split, "text")

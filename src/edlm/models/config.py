@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 
@@ -35,6 +36,10 @@ class ModelConfig:
         from edlm.errors import require
 
         require(self.vocab_size >= 2, f"model.vocab_size={self.vocab_size} must be at least 2.")
+        for key in ("n_layers", "d_model", "n_heads", "mlp_ratio", "cond_dim", "max_seq_len"):
+            require(getattr(self, key) >= 1, f"model.{key}={getattr(self, key)} must be at least 1.")
+        require(self.rope_base > 0 and math.isfinite(self.rope_base),
+                f"model.rope_base={self.rope_base} must be a positive number.")
         require(
             self.d_model % self.n_heads == 0 and (self.d_model // self.n_heads) % 2 == 0,
             f"model.d_model={self.d_model} must split into n_heads={self.n_heads} heads of even width.",

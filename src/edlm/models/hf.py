@@ -1,4 +1,4 @@
-"""Hugging Face causal LMs as edlm causal LMs (the causal LM protocol of DESIGN.md §3).
+"""Hugging Face causal LMs as edlm causal LMs (docs/contracts.md, Causal LM).
 
 `HFCausalLM` wraps any `transformers` `AutoModelForCausalLM` so that it works as an AR energy, as
 Glauber's `lm` and as the oracle of generative perplexity:
@@ -15,8 +15,8 @@ Glauber's `lm` and as the oracle of generative perplexity:
 
 `lm.tokenizer` is the checkpoint's tokenizer as an edlm tokenizer (`edlm.data.build_tokenizer` with
 `hf:ID_OR_PATH`), or None when the checkpoint has none. `check_compatible` refuses an LM whose
-vocabulary or special tokens differ from a denoiser's. `hf_spec` parses the command line's
-`hf:ID_OR_PATH` model specs. Like edlm's own models, nothing here turns off gradients: wrap
+vocabulary or special tokens differ from a denoiser's. Model specs `hf:ID_OR_PATH` load through
+`edlm.load` (`edlm.loading.specs`). Like edlm's own models, nothing here turns off gradients: wrap
 evaluation in `torch.no_grad()`.
 """
 
@@ -34,15 +34,6 @@ HF_PREFIX = "hf:"
 PROBE_TEXT = "The quick brown fox jumps over the lazy dog, 1234 times!\nA second line."
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
           "float16": torch.float16, "fp16": torch.float16}
-
-
-def hf_spec(spec: str) -> str | None:
-    """The model id or path of an `hf:ID_OR_PATH` spec, or None when `spec` is not an `hf:` spec."""
-    if not spec.startswith(HF_PREFIX):
-        return None
-    name = spec[len(HF_PREFIX):]
-    require(bool(name), f"model spec {spec!r} names no model; write hf:ID_OR_PATH, e.g. hf:gpt2.")
-    return name
 
 
 def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:

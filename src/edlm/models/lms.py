@@ -1,4 +1,4 @@
-"""edlm's two model kinds on the shared backbone, each satisfying a public protocol (DESIGN.md §3).
+"""edlm's two model kinds on the shared backbone, each satisfying a public protocol (docs/contracts.md).
 
 - `MaskedDiffusionLM`: the denoiser protocol, `model(xt: Long[B, L], t: Float[B]) -> Float[B, L, V]`
   logits for x0 over the data vocabulary (SUBS is applied by the library, not here).

@@ -1,4 +1,4 @@
-"""The NCE energy of EDLM (§4.2.2): a bidirectional transformer `E_phi(x0, xt, t)` trained by
+"""The NCE energy of EDLM (section 4.2.2 of the EDLM paper): a bidirectional transformer `E_phi(x0, xt, t)` trained by
 conditional noise-contrastive estimation against the frozen denoiser (`train.objective=nce`).
 
 Residual form. The denoising kernel the sampler and the likelihood estimators use is
@@ -28,9 +28,9 @@ on (as in the denoiser; otherwise t = 0 is fed). The last hidden states go throu
 final (adaLN-modulated) norm, are mean-pooled over the L positions and projected by a scalar head
 `Linear(d_model, 1)` initialised to zero, so the initial energy is exactly 0 and EDLM-NCE starts as
 MDLM. The denoiser's vocabulary projection is dropped (the energy has no use for it). The head runs
-in float32 outside autocast; energies are returned in float64 (trap 5).
+in float32 outside autocast; energies are returned in float64 (docs/pitfalls.md, item 5).
 
-The module is an `nn.Module` that satisfies the Energy protocol (DESIGN.md §3):
+The module is an `nn.Module` that satisfies the Energy protocol (docs/contracts.md, Energy):
 `energy(x0, xt, t, proposal_logp=None) -> Float64[B]`; gradients flow when called with grad enabled
 (training), and `edlm.sample` / `edlm.nelbo` call it under `torch.no_grad`.
 """
@@ -74,7 +74,7 @@ class NCEEnergy(BackboneModel):
         (a `MaskedDiffusionLM`), on the denoiser's device. Train mode, like any new nn.Module."""
         require(hasattr(denoiser, "backbone") and isinstance(getattr(denoiser, "config", None), ModelConfig),
                 f"{type(denoiser).__name__} is not an edlm MaskedDiffusionLM; the NCE energy copies an edlm "
-                "denoiser's backbone, so pass one (edlm.train.load_model on an mdlm checkpoint).")
+                "denoiser's backbone, so pass one (edlm.load on an mdlm model).")
         require(not hasattr(denoiser, "token_logprobs") and not denoiser.config.causal,
                 f"{type(denoiser).__name__} is a causal LM; initialise the NCE energy from an mdlm denoiser.")
         energy = cls(denoiser.config)

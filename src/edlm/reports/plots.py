@@ -1,6 +1,6 @@
 """Plots of sample quality (EDLM Figures 1a/1b/1c and 4): PNG files from a list of records.
 
-Records file (`edlm eval plot RESULTS.json --out PREFIX`): a JSON object `{"records": [...]}` (an
+Records file (`edlm eval plot RESULTS.json --out STEM`): a JSON object `{"records": [...]}` (an
 optional `"title"` is used as the figures' title) or a bare JSON list of records. A record is one
 evaluated sample set, an object with:
 
@@ -22,7 +22,7 @@ evaluated sample set, an object with:
 Other keys (k, window, seed, ...) are allowed and ignored. Records with the same method and steps
 (e.g. several seeds) are averaged; their sample standard deviation becomes an error bar.
 
-Figures (PREFIX-steps.png, PREFIX-walltime.png, PREFIX-calls.png, PREFIX-entropy.png; each only
+Figures (STEM-steps.png, STEM-walltime.png, STEM-calls.png, STEM-entropy.png; each only
 when some record has what it needs): quality against steps, against wall time and against model
 calls, one line per method (points labelled with T on the time and calls plots), references as
 dashed horizontal lines (and, on the wall-time and calls plots, a star at a reference's own wall
@@ -330,7 +330,7 @@ def plot_entropy_vs_quality(records, path, *, metric: str = "gen_ppl", entropy_u
 
 def plot_all(records, prefix, *, metric: str = "gen_ppl", entropy_unit: str = "nats",
              title: str | None = None) -> dict[str, Path]:
-    """Write every figure the records support: {"steps", "walltime", "calls", "entropy"} -> PREFIX-<name>.png."""
+    """Write every figure the records support: {"steps", "walltime", "calls", "entropy"} -> STEM-<name>.png."""
     _check(metric, entropy_unit)
     records = _records(records)
     prefix = Path(prefix)

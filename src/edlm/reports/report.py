@@ -1,6 +1,6 @@
-"""Evaluation reports: one JSON file and one short Markdown table per command (`--out PREFIX`).
+"""Evaluation reports: one JSON file and one short Markdown table per command (`--out STEM`).
 
-Both are written atomically (`PREFIX.json`, `PREFIX.md`); NaN and infinities become JSON null. The
+Both are written atomically (`STEM.json`, `STEM.md`); NaN and infinities become JSON null. The
 JSON records the command line, the edlm version and the time next to the results.
 """
 
@@ -44,7 +44,7 @@ def markdown_table(rows: list[dict], columns: list[str]) -> str:
 
 def write_report(prefix: str | Path, title: str, results: dict, rows: list[dict], columns: list[str],
                  notes: str = "") -> tuple[Path, Path]:
-    """Write PREFIX.json ({"command", "edlm_version", "time", "results"}) and PREFIX.md (title, table,
+    """Write STEM.json ({"command", "edlm_version", "time", "results"}) and STEM.md (title, table,
     notes). Returns both paths."""
     from edlm.version import __version__
 

@@ -13,12 +13,12 @@ A sequence of length L needs L inputs (BOS, x_0, ..., x_{L-2}), so the cache is 
 from __future__ import annotations
 
 import torch
-from tqdm.auto import tqdm
 
 from edlm.errors import require
 from edlm.sampling.categorical import sample_categorical, top_p_filter
 from edlm.sampling.conditioning import fixed_tokens
 from edlm.util.device import module_device
+from edlm.util.progress import progress_bar
 
 
 @torch.no_grad()
@@ -45,7 +45,8 @@ def ar_sample(lm, num_samples: int, seq_len: int, *, temperature: float = 1.0, t
     length = 0 if prefix is None else int(torch.as_tensor(prefix).shape[-1])
     out = []
     chunk = batch_size or num_samples
-    with tqdm(total=num_samples * (seq_len - length), disable=not progress, desc="ar-sample", unit="tok") as bar:
+    with progress_bar(total=num_samples * (seq_len - length), enabled=progress, desc="ar-sample",
+                      unit="tok") as bar:
         for start in range(0, num_samples, chunk):
             x = fixed[start:start + chunk].clone()
             b = x.shape[0]

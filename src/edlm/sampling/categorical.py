@@ -1,7 +1,8 @@
-"""Categorical sampling in float64 with an explicit generator, shared by every sampler (trap 4).
+"""Categorical sampling in float64 with an explicit generator, shared by every sampler
+(docs/pitfalls.md, item 4).
 
 The exponential race: `token = argmax_v (logit_v - log E_v)` with `E_v ~ Exp(1)` i.i.d., which is
-Gumbel-max with `G = -log E`. Logits, noise and their sum are float64 (trap 4): Gumbel noise made
+Gumbel-max with `G = -log E`. Logits, noise and their sum are float64: Gumbel noise made
 from float32 uniforms, `-log(-log u)`, cannot exceed about 16.6, so tokens whose logits trail the
 best by more than that are never drawn, and float32 sums round away small logit differences.
 

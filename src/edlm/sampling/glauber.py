@@ -1,6 +1,7 @@
 """`edlm.glauber`: Glauber dynamics with a masked-infill proposal and a causal LM as the energy.
 
-The chain (seed 002, Algorithm 2, Appendices B and D; docs/glauber.md has the derivations):
+The chain (the Glauber-dynamics paper, Algorithm 2, Appendices B and D; docs/glauber.md has the
+derivations):
 
 - Start: causal samples from `lm` with its KV cache (`edlm.sampling.ar_sample`), or `init`.
 - Each round draws, per sequence, a uniform random permutation of its free (non-prefix) positions
@@ -43,13 +44,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-from tqdm.auto import tqdm
 
 from edlm.errors import require
 from edlm.sampling.ar import ar_sample
 from edlm.sampling.categorical import draw_rows, rows_per_chunk
 from edlm.sampling.conditioning import fixed_tokens
 from edlm.util.device import module_device, uniform
+from edlm.util.progress import progress_bar
 
 PARALLEL_TESTS = ("joint", "per_site")
 # names in GlauberStats.calls
@@ -200,7 +201,8 @@ def glauber(lm, infill, num_samples: int, seq_len: int, rounds: int, *, metropol
     free = seq_len - plen
     chunk = batch_size or num_samples
     groups = -(-free // group)
-    with tqdm(total=rounds * groups * num_samples, disable=not progress, desc="glauber", unit="seq-group") as bar:
+    with progress_bar(total=rounds * groups * num_samples, enabled=progress, desc="glauber",
+                      unit="seq-group") as bar:
         for start in range(0, num_samples, chunk):
             chain = _Chain(lm, infill, x[start:start + chunk], plen, generator, stats, start, bar)
             chain.run(rounds, metropolis, group, mode, parallel_test)

@@ -1,8 +1,9 @@
 """Importance-sampled denoising (EDLM Algorithm 1): draw k candidates x0 from the denoiser, weight
 them by softmax(-E / tau), resample one per sequence.
 
-Layout is batch-major throughout (trap 3): candidates Long[B, k, L] are flattened to [B*k, L], so row
-`b*k + j` is candidate j of sequence b, and the energies Float64[B*k] are viewed back as [B, k].
+Layout is batch-major throughout (docs/pitfalls.md, item 3): candidates Long[B, k, L] are flattened to
+[B*k, L], so row `b*k + j` is candidate j of sequence b, and the energies Float64[B*k] are viewed back
+as [B, k].
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ def importance_resample(logits: torch.Tensor, xt: torch.Tensor, t: float, energy
 
     logits: Float[B, L, V] denoiser output at xt: Long[B, L]; t: the diffusion time of this step.
     All B*k candidates are scored in one energy call. Returns x0 Long[B, L] and the effective sample
-    size Float64[B] of the weights, `1 / sum_j w_j^2` with `w = softmax(-E / tau)` (trap 8), in [1, k].
+    size Float64[B] of the weights, `1 / sum_j w_j^2` with `w = softmax(-E / tau)`, in [1, k]
+    (docs/pitfalls.md, item 8).
     """
     b, length, _ = logits.shape
     candidates, proposal_logp = draw_candidates(logits, xt, mask_id, k, generator)
@@ -50,7 +52,7 @@ def importance_resample(logits: torch.Tensor, xt: torch.Tensor, t: float, energy
     finite_or_inf = ~energies.isnan() & (energies > float("-inf"))
     require(bool(finite_or_inf.all()) and bool((energies < float("inf")).any(dim=1).all()),
             "the energy returned NaN or -inf, or +inf for every candidate of a sequence; check the energy model.")
-    log_w = torch.log_softmax(-energies / tau, dim=1)  # trap 1: lower energy -> larger weight
+    log_w = torch.log_softmax(-energies / tau, dim=1)  # docs/pitfalls.md, item 1: lower energy -> larger weight
     ess = 1.0 / torch.exp(2.0 * log_w).sum(dim=1)
     choice = sample_categorical(log_w, generator)  # [B]
     return candidates[torch.arange(b, device=xt.device), choice], ess

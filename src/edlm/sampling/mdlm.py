@@ -27,13 +27,13 @@ from dataclasses import dataclass, field
 from numbers import Integral
 
 import torch
-from tqdm.auto import tqdm
 
 from edlm.energy.base import check_compatible
 from edlm.errors import require
 from edlm.sampling.categorical import draw_rows
 from edlm.sampling.conditioning import fixed_tokens
 from edlm.util.device import module_device, uniform
+from edlm.util.progress import progress_bar
 from edlm.sampling.importance import importance_resample
 
 
@@ -81,7 +81,7 @@ def sample(denoiser, num_samples: int, seq_len: int, steps: int, *, energy=None,
            window: float = 0.0, tau: float = 1.0, prefix=None, clamp=None,
            generator: torch.Generator | None = None, batch_size: int | None = None,
            return_stats: bool = False, progress: bool = False):
-    """Sample Long[num_samples, seq_len] token ids from a masked diffusion denoiser (DESIGN.md §3).
+    """Sample Long[num_samples, seq_len] token ids from a masked diffusion denoiser (docs/contracts.md).
 
     denoiser: `denoiser(xt Long[B, L], t Float[B]) -> Float[B, L, V]`, mask id V; put it in eval mode.
     steps: reverse steps on the grid t = 1, 1 - 1/steps, ..., 0 (the last one reveals every mask).
@@ -105,7 +105,7 @@ def sample(denoiser, num_samples: int, seq_len: int, steps: int, *, energy=None,
                         torch.full((num_samples, steps), float("nan"), dtype=torch.float64))
     chunk = batch_size or num_samples
     out = []
-    with tqdm(total=steps * num_samples, disable=not progress, desc="sample", unit="seq-step") as bar:
+    with progress_bar(total=steps * num_samples, enabled=progress, desc="sample", unit="seq-step") as bar:
         for start in range(0, num_samples, chunk):
             part = fixed[start:start + chunk]
             out.append(_sample_chunk(denoiser, part, steps, energy, k, window, tau, generator,

@@ -19,6 +19,7 @@ from edlm.config import RunConfig
 from edlm.errors import EdlmError
 from edlm.loading.checkpoint import (CHECKPOINTS_DIR, FORMAT, LATEST, STATE_FILE, STEP_PREFIX, TENSOR_FILES, VERSION,
                                      Checkpoint, checkpoint_name, load_weights_into, resolve_checkpoint)
+from edlm.loading.integrity import file_record
 from edlm.train.order import DataPosition
 from edlm.train.treeio import join_tree, split_tree
 from edlm.util.atomic import atomic_directory, remove_stale_temporaries, write_text_atomic
@@ -55,7 +56,7 @@ def save_checkpoint(out_dir, *, step: int, position: DataPosition, config: RunCo
             "format": FORMAT, "version": VERSION, "step": step,
             "data_position": {"epoch": position.epoch, "offset": position.offset},
             "config": config.to_dict(), "optimizer": optimizer_skeleton,
-            "files": {name: (tmp / name).stat().st_size for name in TENSOR_FILES.values()},
+            "files": {name: file_record(tmp / name) for name in TENSOR_FILES.values()},
             "edlm_version": __version__, "torch_version": torch.__version__,
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }

@@ -16,7 +16,8 @@ One optimizer step with global batch G, W processes and A accumulation steps:
 Because the data order and all noise are functions of the seed and the step, a run resumed from a
 checkpoint (which stores the weights, EMA, optimizer state, step and data position) repeats the
 uninterrupted run's losses exactly, and runs with different W or A agree up to float rounding.
-Only rank 0 writes checkpoints, metrics and the progress bar.
+Only rank 0 writes checkpoints, metrics and the progress bar. SIGINT or SIGTERM stops every process
+after the same step, with a checkpoint of it (`edlm.train.signals`).
 """
 
 from __future__ import annotations
@@ -31,18 +32,21 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from edlm.config import RunConfig
-from edlm.data import load_split
+from edlm.config import RunConfig, check_run_config
+from edlm.data import build_tokenizer, check_vocab, load_split
+from edlm.diffusion.schedules import SCHEDULES
 from edlm.errors import EdlmError, require
 from edlm.loading.checkpoint import read_checkpoint
 from edlm.train.checkpointing import checkpoint_position, latest_checkpoint, restore_training_state, save_checkpoint
 from edlm.train.metrics import MetricsLog
 from edlm.models import build_model
 from edlm.train.objectives import objective_class
-from edlm.train.optim import EMA, build_optimizer, check_optim_config, learning_rate
+from edlm.train.optim import EMA, build_optimizer, learning_rate
 from edlm.train.order import DataOrder, DataPosition, derive_seed, seeded_generator, shard
 from edlm.train.runtime import Runtime, runtime
+from edlm.train.signals import StopSignals, TrainingStopped
 from edlm.util.device import amp_dtype, autocast
+from edlm.util.outputs import check_output_path
 
 
 @dataclass
@@ -74,18 +78,18 @@ class LossModule(nn.Module):
 
 
 def check_train_config(cfg: RunConfig, world_size: int) -> None:
-    """Raise EdlmError for training settings that cannot work with `world_size` processes."""
+    """Raise EdlmError for a config that cannot train: the RunConfig's range checks again (a config
+    may have been changed since it was built), then what they cannot see: the batch split over
+    `world_size` processes, the diffusion schedule's name, a writable `train.out_dir` and the
+    tokenizer's vocabulary. Runs before anything is loaded or written."""
+    check_run_config(cfg)
     tc = cfg.train
-    require(tc.steps >= 1, f"train.steps={tc.steps} must be at least 1.")
-    require(tc.grad_accum >= 1, f"train.grad_accum={tc.grad_accum} must be at least 1.")
     require(tc.batch_size % (world_size * tc.grad_accum) == 0,
             f"train.batch_size={tc.batch_size} must be divisible by processes ({world_size}) x train.grad_accum "
             f"({tc.grad_accum}); change one of them.")
-    for key in ("log_every", "eval_every", "eval_batches", "save_every", "keep_last"):
-        require(getattr(tc, key) >= 0, f"train.{key}={getattr(tc, key)} must be >= 0 (0 turns it off).")
-    require(cfg.data.seq_len <= cfg.model.max_seq_len,
-            f"data.seq_len={cfg.data.seq_len} exceeds model.max_seq_len={cfg.model.max_seq_len}; raise max_seq_len.")
-    check_optim_config(tc)
+    require(tc.schedule in SCHEDULES, f"train.schedule={tc.schedule!r} must be one of {', '.join(sorted(SCHEDULES))}.")
+    check_output_path(tc.out_dir, option="train.out_dir", kind="workdir")
+    check_vocab(build_tokenizer(cfg.data), cfg.model.vocab_size)
 
 
 def check_same_run(saved: RunConfig, cfg: RunConfig, out_dir: Path) -> None:
@@ -234,8 +238,11 @@ class Trainer:
                                ema_model=self.ema.model, optimizer=self.optimizer, keep_last=self.cfg.train.keep_last)
 
     def run(self) -> TrainResult:
-        """Train until `train.steps`, logging, validating and checkpointing on the way."""
-        from tqdm.auto import tqdm
+        """Train until `train.steps`, logging, validating and checkpointing on the way.
+
+        On SIGINT or SIGTERM the current step is finished and checkpointed, and every process raises
+        `TrainingStopped` after the same step (`edlm.train.signals`)."""
+        from edlm.util.progress import progress_bar
 
         tc, rt = self.cfg.train, self.rt
         result = TrainResult(rt.rank, self.out_dir, self.step, self.step,
@@ -245,29 +252,34 @@ class Trainer:
         if self.step >= tc.steps:
             return result
         log = MetricsLog(self.out_dir, self.step) if rt.is_main else None
-        bar = tqdm(total=tc.steps, initial=self.step, unit="step", mininterval=1.0, dynamic_ncols=True,
-                   disable=not (rt.is_main and self.progress))
+        bar = progress_bar(total=tc.steps, initial=self.step, desc="train", unit="step",
+                           enabled=rt.is_main and self.progress)
         window = Window(rt.device)
         self.model.train()
+        stopped = None
         try:
-            while self.step < tc.steps:
-                window.add(*self.train_step())
-                bar.update(1)
-                last = self.step == tc.steps
-                if (tc.log_every and self.step % tc.log_every == 0) or last:
-                    result.loss = self.log_training(window, log)
-                    bar.set_postfix(loss=f"{result.loss:.4f}", refresh=False)
-                if self.valid_batches and (self.step % tc.eval_every == 0 or last):
-                    with window.paused():
-                        result.val_loss = self.log_validation(log, bar)
-                if (tc.save_every and self.step % tc.save_every == 0) or last:
-                    with window.paused():
-                        result.checkpoint = self.save() or result.checkpoint
+            with StopSignals(rt) as signals:
+                while self.step < tc.steps and stopped is None:
+                    window.add(*self.train_step())
+                    bar.update(1)
+                    last = self.step == tc.steps
+                    if (tc.log_every and self.step % tc.log_every == 0) or last:
+                        result.loss = self.log_training(window, log)
+                        bar.set_postfix(loss=f"{result.loss:.4f}", refresh=False)
+                    if self.valid_batches and (self.step % tc.eval_every == 0 or last):
+                        with window.paused():
+                            result.val_loss = self.log_validation(log, bar)
+                    stopped = signals.agreed()
+                    if (tc.save_every and self.step % tc.save_every == 0) or last or stopped is not None:
+                        with window.paused():
+                            result.checkpoint = self.save() or result.checkpoint
         finally:
             bar.close()
             if log is not None:
                 log.close()
         rt.barrier()
+        if stopped is not None and self.step < tc.steps:  # a signal during the last step changes nothing
+            raise TrainingStopped(stopped, self.step, result.checkpoint, rt.rank)
         result.step = self.step
         return result
 

@@ -2,7 +2,7 @@
 
 The trainable model is an `NCEEnergy` with the denoiser's model config, initialised from the
 checkpoint's EMA weights (zero head: E = 0, EDLM-NCE starts as MDLM). The same checkpoint, loaded a
-second time, is the frozen proposal mu_theta: EMA weights, eval mode (trap 6), `requires_grad=False`,
+second time, is the frozen proposal mu_theta: EMA weights, eval mode (docs/pitfalls.md, item 6), `requires_grad=False`,
 held by the objective (not a submodule of the model), so it is never in the optimizer, the EMA, DDP
 or the checkpoints. A resumed run loads it again from `train.init_from`.
 
@@ -15,8 +15,8 @@ One optimizer step, for the global batch x0 ~ data (G rows), K = `train.nce_nega
 - `loss`: the frozen denoiser proposes mu_theta(.|xt); each negative x0^- ~ mu_theta(.|xt) is drawn
   by inverse-CDF sampling in float64 from u (`draw_negatives`); visible tokens are carried over
   (SUBS). Positives and negatives are scored in one batch-major call (rows `b*(K+1) + j`, j = 0 the
-  positive: trap 3) and the loss is `nce_loss`:
-  `mean_b [ -logsigmoid(-E(x0_b)) - mean_k logsigmoid(E(x0^-_{b,k})) ]` in float64 (trap 5).
+  positive: docs/pitfalls.md, item 3) and the loss is `nce_loss`:
+  `mean_b [ -logsigmoid(-E(x0_b)) - mean_k logsigmoid(E(x0^-_{b,k})) ]` in float64 (docs/pitfalls.md, item 5).
 
 Averaging (not summing) the K negative terms weighs the two classes equally, so for each (xt, t) the
 loss is minimised by `E*(x0, xt, t) = log mu_theta(x0 | xt) - log q(x0 | xt)`, with `Z(xt) = 1`; with
@@ -88,24 +88,25 @@ def draw_negatives(logits: torch.Tensor, xt: torch.Tensor, mask_id: int, u: torc
 
 
 def load_frozen_denoiser(spec: str, cfg, device) -> nn.Module:
-    """The EMA denoiser of mdlm checkpoint `spec`, checked against the run config `cfg` and frozen."""
-    from edlm.loading.checkpoint import load_model
+    """The EMA denoiser of the mdlm model that spec `spec` names (`edlm.loading.specs`), checked against
+    the run config `cfg` and frozen."""
+    from edlm.loading.specs import ROLE_WORDS, load_spec
 
-    require(bool(spec), "train.objective=nce needs train.init_from=CKPT, the mdlm checkpoint whose denoiser "
+    require(bool(spec), "train.objective=nce needs train.init_from=MODEL, the mdlm model whose denoiser "
             "proposes the negatives and initialises the energy.")
-    denoiser, den_cfg = load_model(spec, ema=True, device=device)
-    objective = den_cfg.train.objective
-    require(objective == "mdlm" and not hasattr(denoiser, "token_logprobs"),
-            f"train.init_from={spec!r} is a train.objective={objective} checkpoint; NCE needs the mdlm "
-            "(masked diffusion) checkpoint whose denoiser proposes the negatives.")
-    require(den_cfg.model.vocab_size == cfg.model.vocab_size,
-            f"train.init_from={spec!r} has model.vocab_size={den_cfg.model.vocab_size} but this run has "
+    loaded = load_spec(spec, device=device, ema=True, what="train.init_from")
+    denoiser = loaded.model
+    require(loaded.role == "denoiser", f"train.init_from={spec!r} is {ROLE_WORDS[loaded.role]}; NCE needs the mdlm "
+            "(masked diffusion) model whose denoiser proposes the negatives.")
+    require(denoiser.config.vocab_size == cfg.model.vocab_size,
+            f"train.init_from={spec!r} has model.vocab_size={denoiser.config.vocab_size} but this run has "
             f"model.vocab_size={cfg.model.vocab_size}; use the denoiser's vocabulary and tokenizer.")
-    require(den_cfg.data.tokenizer == cfg.data.tokenizer,
-            f"train.init_from={spec!r} was trained with data.tokenizer={den_cfg.data.tokenizer!r} but this run uses "
+    theirs = loaded.tokenizer_spec
+    require(loaded.config is None or theirs == cfg.data.tokenizer,
+            f"train.init_from={spec!r} was trained with data.tokenizer={theirs!r} but this run uses "
             f"{cfg.data.tokenizer!r}; use the denoiser's tokenizer.")
-    require(den_cfg.model == cfg.model,
-            f"train.init_from={spec!r} has a different model config ({config_differences(den_cfg.model, cfg.model)}, "
+    require(denoiser.config == cfg.model,
+            f"train.init_from={spec!r} has a different model config ({config_differences(denoiser.config, cfg.model)}, "
             "checkpoint vs run); the energy copies the denoiser's weights, so pass the same model.* settings.")
     return freeze(denoiser)
 
@@ -156,7 +157,7 @@ class NCEObjective:
     def propose(self, xt: torch.Tensor, t: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """Negatives Long[B, K, L] from the frozen denoiser at xt (see `draw_negatives`)."""
         if isinstance(self.denoiser, nn.Module) and self.denoiser.training:
-            self.denoiser.eval()  # trap 6, whatever the caller did to it
+            self.denoiser.eval()  # docs/pitfalls.md, item 6, whatever the caller did to it
         logits = self.denoiser(xt, t)
         require(tuple(logits.shape) == (*xt.shape, self.mask_id),
                 f"the denoiser returned shape {tuple(logits.shape)} for input {tuple(xt.shape)}; "

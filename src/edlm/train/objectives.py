@@ -53,10 +53,11 @@ def objective_class(name: str) -> type:
 
 
 def init_weights_from(model: nn.Module, spec: str) -> None:
-    """Copy the (EMA) weights of checkpoint `spec` into `model`, whose architecture must match."""
-    from edlm.loading.checkpoint import load_state_dict
+    """Copy the (EMA) weights of the model that spec `spec` names (`edlm.loading.specs`: a checkpoint,
+    an exported or bundled model, an hf: MDLM) into `model`, whose architecture must match."""
+    from edlm.loading.specs import load_spec
 
-    state, _ = load_state_dict(spec, ema=True)
+    state = load_spec(spec, device="cpu", ema=True, what="train.init_from").model.state_dict()
     missing, unexpected = model.load_state_dict(state, strict=False)
     require(not missing and not unexpected,
             f"train.init_from={spec!r} holds a different architecture (missing {missing[:3]}, unexpected "
@@ -65,7 +66,7 @@ def init_weights_from(model: nn.Module, spec: str) -> None:
 
 @register_objective("mdlm")
 class MDLMObjective:
-    """Masked diffusion (MDLM): the continuous-time NELBO with antithetic times (DESIGN.md §1).
+    """Masked diffusion (MDLM): the continuous-time NELBO with antithetic times (docs/math.md, The NELBO and its units).
 
     Same estimator as `edlm.diffusion.mdlm_loss`, split into its random part (`prepare`: times
     stratified over the global batch, then the masks) and its deterministic part (`loss`).

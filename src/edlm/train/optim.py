@@ -17,20 +17,6 @@ import math
 import torch
 from torch import nn
 
-from edlm.errors import require
-
-LR_SCHEDULES = ("constant", "cosine")
-
-
-def check_optim_config(cfg) -> None:
-    """Raise EdlmError for an optimiser setting that cannot work. cfg: TrainConfig."""
-    require(cfg.lr > 0, f"train.lr={cfg.lr} must be positive.")
-    require(cfg.lr_schedule in LR_SCHEDULES, f"train.lr_schedule={cfg.lr_schedule!r} is unknown; use one of {LR_SCHEDULES}.")
-    require(cfg.warmup_steps >= 0, f"train.warmup_steps={cfg.warmup_steps} must be >= 0.")
-    require(0.0 <= cfg.ema < 1.0, f"train.ema={cfg.ema} must lie in [0, 1); 0.9999 is the usual value.")
-    require(0.0 <= cfg.beta1 < 1.0 and 0.0 <= cfg.beta2 < 1.0,
-            f"train.beta1={cfg.beta1} and train.beta2={cfg.beta2} must lie in [0, 1).")
-
 
 def build_optimizer(model: nn.Module, cfg, device: torch.device) -> torch.optim.AdamW:
     """AdamW over the trainable parameters of `model` (fused kernel on CUDA). cfg: TrainConfig."""

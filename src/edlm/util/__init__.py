@@ -1,1 +1,2 @@
-"""Shared utilities below everything else: devices and random draws, crash-safe files."""
+"""Shared utilities below everything else: devices and random draws, crash-safe files with the umask's
+permissions, output paths checked before any work."""

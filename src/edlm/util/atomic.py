@@ -4,17 +4,47 @@ A file or directory is written under a temporary name in the same parent directo
 disk with fsync, and then renamed into place with `os.replace`, which is atomic on POSIX file
 systems (and on NTFS for files). The parent directory is fsynced after the rename so the new name
 survives a power loss too.
+
+Temporary files and directories are created private (0600 / 0700); before anything is renamed into
+place they get the permissions a plain `open` or `mkdir` would give under the user's umask (0644 /
+0755 under umask 022), so what edlm writes is as readable as any other file the user makes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
 TMP_PREFIX = ".tmp-"
+
+
+def umask_mode(*, directory: bool) -> int:
+    """The permission bits a new file (0o666) or directory (0o777) gets under this process's umask."""
+    return (0o777 if directory else 0o666) & ~current_umask()
+
+
+def current_umask() -> int:
+    """This process's umask, read from /proc/self/status on Linux (no race with other threads);
+    elsewhere set and restored once with `os.umask` and remembered."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return _umask_once()
+
+
+@functools.lru_cache(maxsize=1)
+def _umask_once() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def fsync_path(path: Path) -> None:
@@ -37,6 +67,7 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.name + "-", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
+            os.chmod(tmp, umask_mode(directory=False))
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -55,17 +86,19 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 @contextlib.contextmanager
 def atomic_directory(final: Path):
-    """Yield a fresh temporary directory beside `final`; on normal exit, fsync every file in it and
-    rename it to `final` (an existing `final` is replaced). On an exception the temporary directory
-    is removed and `final` is untouched; after a hard kill it is left behind under a `.tmp-` name,
-    which `remove_stale_temporaries` cleans up.
+    """Yield a fresh temporary directory beside `final`; on normal exit, give everything in it the
+    umask's permissions, fsync it and rename it to `final` (an existing `final` is replaced). On an
+    exception the temporary directory is removed and `final` is untouched; after a hard kill it is
+    left behind under a `.tmp-` name, which `remove_stale_temporaries` cleans up.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX + final.name + "-", dir=final.parent))
     try:
+        os.chmod(tmp, umask_mode(directory=True))
         yield tmp
-        for child in tmp.iterdir():
+        for child in tmp.rglob("*"):  # writers such as safetensors create private files too
+            os.chmod(child, umask_mode(directory=child.is_dir()))
             fsync_path(child)
         fsync_path(tmp)
         if final.exists():  # move it aside atomically, so `final` is never half deleted
