@@ -18,8 +18,8 @@ def provenance(started: float) -> dict:
                 machine=machine(), wall_time_s=round(time.perf_counter() - started, 1), date=time.strftime("%Y-%m-%d"))
 
 
-def write_results(name: str, payload: dict, markdown: str) -> None:
-    """benchmarks/results/<name>.json and .md."""
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
-    (RESULTS / f"{name}.md").write_text(markdown)
+def write_results(name: str, payload: dict, markdown: str, directory: Path = RESULTS) -> None:
+    """<directory>/<name>.json and .md (default directory: benchmarks/results)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
+    (directory / f"{name}.md").write_text(markdown)

@@ -56,7 +56,9 @@ class TrainConfig:
     log_every / eval_every / save_every: steps between metrics rows, validations on `eval_batches`
     fixed validation batches, and checkpoints (0 turns each off; the last step always logs and saves).
     keep_last: checkpoints kept in out_dir/checkpoints (0 keeps all).
-    init_from: a checkpoint spec whose weights start the run (NCE: the frozen denoiser)."""
+    init_from: a checkpoint spec whose weights start the run (NCE: the frozen denoiser).
+    compile: run the trained model through `torch.compile` (compiled in place, so checkpoints, EMA
+    and state-dict names are those of the plain model); the first steps pay the compilation."""
 
     objective: str = "mdlm"
     steps: int = 1000
@@ -85,6 +87,7 @@ class TrainConfig:
     init_from: str = ""
     nce_negatives: int = 1
     nce_t_min: float = 0.0
+    compile: bool = False
 
 
 @dataclass
@@ -146,6 +149,7 @@ RULES = [
     ("train", "precision", _one_of(PRECISIONS)),
     *[("train", key, _between(0, 1)) for key in ("beta1", "beta2", "ema", "t_min", "nce_t_min")],
     ("train", "eps", _between(0, 1, low_open=True)),
+    ("train", "compile", ((lambda v: isinstance(v, bool)), "true or false")),
 ]
 
 

@@ -45,6 +45,26 @@ def synchronizer(device: torch.device) -> Callable[[], None]:
     return lambda: None
 
 
+def count_host_syncs(run: Callable[[], object]) -> tuple[object, int]:
+    """(run(), the number of times it made the host wait for the GPU), CUDA only.
+
+    Counts the "synchronizing CUDA operation" warnings of torch's sync debug mode ("warn" during the
+    call): `.item()`, `bool(tensor)`, `nonzero`, boolean-mask indexing, copies to the CPU, and so on.
+    """
+    import warnings
+
+    require(torch.cuda.is_available(), "counting host-device synchronisations needs CUDA; run this on a GPU.")
+    previous = torch.cuda.get_sync_debug_mode()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            out = run()
+        finally:
+            torch.cuda.set_sync_debug_mode(previous)
+    return out, sum("synchronizing CUDA operation" in str(w.message) for w in caught)
+
+
 def time_runs(run: Callable[[int], object], repeats: int, warmup: int, *,
               sync: Callable[[], None] = lambda: None,
               clock: Callable[[], float] = time.perf_counter,

@@ -90,6 +90,11 @@ def check_train_config(cfg: RunConfig, world_size: int) -> None:
     require(tc.schedule in SCHEDULES, f"train.schedule={tc.schedule!r} must be one of {', '.join(sorted(SCHEDULES))}.")
     check_output_path(tc.out_dir, option="train.out_dir", kind="workdir")
     check_vocab(build_tokenizer(cfg.data), cfg.model.vocab_size)
+    if tc.compile:
+        import torch._dynamo
+
+        require(torch._dynamo.is_dynamo_supported(), f"train.compile=true needs torch.compile, which torch "
+                f"{torch.__version__} does not support on this Python; set train.compile=false.")
 
 
 def check_same_run(saved: RunConfig, cfg: RunConfig, out_dir: Path) -> None:
@@ -127,6 +132,8 @@ class Trainer:
         if self.resumed is not None:
             restore_training_state(self.resumed, self.model, self.ema.model, self.optimizer)
             self.step, self.position = self.resumed.step, checkpoint_position(self.resumed)
+        if tc.compile:  # in place: parameter and state-dict names stay those of the plain model
+            self.model.compile()
 
         self.train_data = load_split(cfg.data, "train")
         self.order = DataOrder(len(self.train_data), tc.batch_size, tc.seed)
@@ -198,7 +205,7 @@ class Trainer:
     def describe(self) -> str:
         tc, rt = self.cfg.train, self.rt
         params = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
-        precision = "fp32" if self.amp_dtype is None else "bf16 autocast"
+        precision = ("fp32" if self.amp_dtype is None else "bf16 autocast") + (", compiled" if tc.compile else "")
         start = (f"resuming at step {self.step} from {self.resumed.path}" if self.resumed is not None
                  else "starting at step 0")
         return (f"edlm train: {tc.objective} objective, {params / 1e6:.2f}M parameters, {rt.world_size} process(es) "
