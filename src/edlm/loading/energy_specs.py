@@ -12,13 +12,18 @@ energy for nce:. Given the denoiser it corrects (and that denoiser's tokenizer a
 the energy is checked before any work: the same vocabulary and mask id (`edlm.energy.check_compatible`),
 the same tokenizer when both are known (ids of a probe text, EOS id), and a context of at least
 `seq_len` tokens.
+
+Across tokenizers: when both tokenizers are known and differ, `ar:MODEL` is the text-level AR energy
+(`edlm.energy.TextAREnergy`: each candidate is decoded by the denoiser's tokenizer, re-encoded by the
+LM's and scored as text) and `LoadedEnergy.lm` is the `TextLM` that Glauber takes as its target;
+`temperature` T tempers that LM (`p_LM^(1/T)`). `coar:MODEL` has no text-level form and is refused.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edlm.energy import AREnergy, check_compatible
+from edlm.energy import AREnergy, TextAREnergy, TextLM, check_compatible
 from edlm.errors import require
 from edlm.loading.specs import ROLE_WORDS, LoadedModel, check_seq_len, load_spec
 from edlm.loading.tokenizer_specs import same_tokenizer, tokenizer_label
@@ -29,8 +34,8 @@ ENERGY_FORMS = "ar:MODEL, coar:MODEL or nce:MODEL"
 
 @dataclass
 class LoadedEnergy:
-    """An energy from a spec. lm: the causal LM of an ar:/coar: energy (None for nce:); model: what
-    MODEL loaded as (its tokenizer, config, directory, ...); kind: ar, coar or nce."""
+    """An energy from a spec. lm: the causal LM of an ar:/coar: energy (a `TextLM` across tokenizers; None
+    for nce:); model: what MODEL loaded as (its tokenizer, config, directory, ...); kind: ar, coar or nce."""
 
     energy: object
     lm: object | None
@@ -55,22 +60,35 @@ def parse_energy_spec(spec, what: str = "energy spec") -> tuple[str, str]:
 
 
 def load_energy_spec(spec, *, denoiser=None, tokenizer=None, seq_len: int | None = None, device="auto",
-                     trust_remote_code: bool = False, ema: bool = True, what: str = "energy spec") -> LoadedEnergy:
+                     trust_remote_code: bool = False, ema: bool = True, dtype=None, temperature: float = 1.0,
+                     what: str = "energy spec") -> LoadedEnergy:
     """Load the energy a spec names (see the module docstring) onto `device`, in eval mode.
 
     denoiser: the masked diffusion model the energy corrects (None: no compatibility check);
-    tokenizer: the denoiser's tokenizer (None: not compared); seq_len: the sequence length the energy
-    must take (None: not checked). `what` names the value in messages (e.g. "--energy").
+    tokenizer: the denoiser's tokenizer (None: not compared; a known one that differs from the LM's
+    makes ar: text-level); seq_len: the sequence length the energy must take (None: not checked);
+    dtype: the model's parameter dtype (see `load_spec`); temperature: the text-level LM's temperature
+    (text-level energies only). `what` names the value in messages (e.g. "--energy").
     """
     spec = str(spec)
     kind, model_spec = parse_energy_spec(spec, what)
-    loaded = load_spec(model_spec, device=device, trust_remote_code=trust_remote_code, ema=ema,
+    loaded = load_spec(model_spec, device=device, dtype=dtype, trust_remote_code=trust_remote_code, ema=ema,
                        what=f"the model of {what}")
     role = ENERGY_ROLES[kind]
     require(loaded.role == role, f"{what} {spec!r} needs {ROLE_WORDS[role]}, but {model_spec!r} is "
             f"{ROLE_WORDS[loaded.role]}; pass ar:/coar: a causal LM and nce: an NCE energy.")
     lm = loaded.model if role == "causal" else None
-    energy = AREnergy(lm, carry_over=kind == "coar") if lm is not None else loaded.model
+    difference = same_tokenizer(tokenizer, loaded.tokenizer) if lm is not None else None
+    if difference is not None:
+        require(kind == "ar", f"{what} {spec!r} cannot be carry-over across tokenizers (its LM's tokenizer "
+                f"{tokenizer_label(loaded.tokenizer)} differs from the denoiser's {tokenizer_label(tokenizer)}); use "
+                f"ar:{model_spec}, the text-level AR energy, or an LM of the denoiser's tokenizer.")
+        lm = TextLM(loaded.model, tokenizer, loaded.tokenizer, temperature=temperature)
+        energy = TextAREnergy(lm)
+    else:
+        require(temperature == 1.0, f"temperature={temperature} applies to text-level energies only, and {what} "
+                f"{spec!r} shares the denoiser's tokenizer; drop it (the importance weights' tau tempers any energy).")
+        energy = AREnergy(lm, carry_over=kind == "coar") if lm is not None else loaded.model
     result = LoadedEnergy(energy, lm, spec, loaded)
     check_energy(result, denoiser, tokenizer=tokenizer, seq_len=seq_len, what=what)
     return result
@@ -86,6 +104,8 @@ def check_energy(loaded: LoadedEnergy, denoiser=None, *, tokenizer=None, seq_len
                 f"{what} {loaded.spec!r} has vocab_size={vocab} but the denoiser has vocab_size={denoiser.vocab_size}; "
                 "use an energy built on the denoiser's tokenizer.")
         check_compatible(denoiser, loaded.energy)  # the mask id too
+    if isinstance(loaded.energy, TextAREnergy):  # text-level: tokenizers differ by design, lengths are checked per text
+        return
     theirs = loaded.model.tokenizer
     difference = same_tokenizer(tokenizer, theirs)
     require(difference is None, f"the tokenizer {tokenizer_label(theirs)} of {what} {loaded.spec!r} differs from "

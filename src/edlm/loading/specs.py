@@ -9,6 +9,8 @@ A model spec is one of
 - `bundled:NAME`: one of the pretrained directories shipped with edlm (`bundled_names()`).
 - `hf:ID_OR_PATH`: a Hugging Face checkpoint: an MDLM one loads as an edlm `MaskedDiffusionLM`,
   anything else as a causal LM (`edlm.loading.hf_models`).
+- `gguf:PATH_OR_NAME`: a GGUF causal LM, a `.gguf` file or a named one such as `gguf:smollm2-135m`
+  (`edlm.loading.gguf`); a bare path to a `.gguf` file is read the same way.
 - a bare path: a directory holding edlm_config.json is `pretrained:`; one holding state.json,
   checkpoints/latest or latest is `ckpt:`.
 
@@ -26,17 +28,18 @@ from edlm.config import RunConfig
 from edlm.data import build_tokenizer
 from edlm.errors import EdlmError, require
 from edlm.loading.checkpoint import is_checkpoint_dir, load_model, read_checkpoint
+from edlm.loading.gguf import load_gguf
 from edlm.loading.hf_models import load_hf
 from edlm.loading.pretrained import bundled_dir, from_pretrained, is_pretrained_dir, read_pretrained_config
 from edlm.models.nce import NCEEnergy
 from edlm.util.device import select_device
 
 FORMS = {"ckpt": "ckpt:PATH", "pretrained": "pretrained:DIR_OR_ID", "bundled": "bundled:NAME",
-         "hf": "hf:ID_OR_PATH"}
+         "hf": "hf:ID_OR_PATH", "gguf": "gguf:PATH_OR_NAME"}
 ENERGY_PREFIXES = ("ar", "coar", "nce")
 ROLE_WORDS = {"denoiser": "a masked diffusion model (denoiser)", "causal": "a causal LM", "nce": "an NCE energy"}
-ACCEPTED = ("ckpt:PATH, pretrained:DIR_OR_ID, bundled:NAME, hf:ID_OR_PATH, or an existing run, checkpoint "
-            "or exported model directory")
+ACCEPTED = ("ckpt:PATH, pretrained:DIR_OR_ID, bundled:NAME, hf:ID_OR_PATH, gguf:PATH_OR_NAME, or an existing "
+            "run, checkpoint or exported model directory")
 
 
 @dataclass
@@ -46,8 +49,9 @@ class LoadedModel:
     tokenizer: its tokenizer (None when unknown); seq_len: the sequence length it was trained on (edlm)
     or its context length (HF), None when unknown; config: its RunConfig (edlm checkpoints and exported
     directories; None for hf:); role: "denoiser", "causal" or "nce"; kind: the spec's kind (ckpt,
-    pretrained, bundled, hf); directory: the local directory it was read from (the checkpoint directory
-    for ckpt:; None for hub ids); step: the training step of a ckpt: model, else None.
+    pretrained, bundled, hf, gguf); directory: the local directory it was read from (the checkpoint
+    directory for ckpt:, the converted cache directory for gguf:; None for hub ids); step: the training
+    step of a ckpt: model, else None.
     """
 
     model: object
@@ -81,7 +85,7 @@ def model_role(model) -> str:
 
 
 def parse_model_spec(spec, what: str = "model spec") -> tuple[str, str]:
-    """(kind, target) of a model spec without loading anything: kind is ckpt, pretrained, bundled or hf;
+    """(kind, target) of a model spec without loading anything: kind is ckpt, pretrained, bundled, hf or gguf;
     target the path, hub id or bundled name after the prefix. `what` names the value in messages
     (e.g. "--denoiser"). EdlmError with one sentence for an empty value, an unknown prefix or a path
     that is not a model."""
@@ -98,6 +102,8 @@ def parse_model_spec(spec, what: str = "model spec") -> tuple[str, str]:
             return "ckpt", text
         raise EdlmError(f"{what} {text!r} is a directory but not an edlm model (no edlm_config.json, state.json "
                         f"or checkpoints/latest); pass {ACCEPTED}.")
+    if text.strip() and path.is_file() and path.suffix == ".gguf":
+        return "gguf", text
     if colon and prefix in ENERGY_PREFIXES and not path.exists():
         raise EdlmError(f"{what} {text!r} is an energy spec, not a model; pass a model spec ({ACCEPTED}).")
     if colon and prefix.isidentifier() and not path.exists():
@@ -119,7 +125,7 @@ def load_spec(spec, *, device="auto", dtype=None, trust_remote_code: bool = Fals
               role: str | tuple[str, ...] | None = None, what: str = "model spec") -> LoadedModel:
     """Load the model a spec names (see the module docstring) onto `device` in eval mode.
 
-    dtype: parameter dtype for pretrained/bundled/hf models (None: float32). trust_remote_code: hf:
+    dtype: parameter dtype for pretrained/bundled/hf/gguf models (None: float32). trust_remote_code: hf:
     models only. ema=False loads a training checkpoint's trained weights instead of its EMA weights
     (exported and hf: models hold one set of weights, so it does not apply to them). role: the role(s)
     the caller accepts; another role is an EdlmError naming `what` and the value.
@@ -135,6 +141,9 @@ def load_spec(spec, *, device="auto", dtype=None, trust_remote_code: bool = Fals
                                             trust_remote_code=trust_remote_code)
         loaded = LoadedModel(model, tokenizer, seq_len, spec, None, model_role(model), kind,
                              Path(target).expanduser() if Path(target).expanduser().is_dir() else None)
+    elif kind == "gguf":
+        model, tokenizer, seq_len, directory = load_gguf(target, device=torch_device, dtype=dtype)
+        loaded = LoadedModel(model, tokenizer, seq_len, spec, None, "causal", kind, directory)
     elif kind == "ckpt":
         ckpt = read_checkpoint(target)
         model, config = load_model(ckpt.path, ema=ema, device=torch_device)

@@ -3,7 +3,10 @@
 The chain (the Glauber-dynamics paper, Algorithm 2, Appendices B and D; docs/glauber.md has the
 derivations):
 
-- Start: causal samples from `lm` with its KV cache (`edlm.sampling.ar_sample`), or `init`.
+- Start: causal samples from `lm` with its KV cache (`edlm.sampling.ar_sample`), or `init`. A
+  text-level target (an `lm` with `sequence_logprobs` instead of `token_logprobs`, e.g.
+  `edlm.energy.TextLM`: a causal LM of another tokenizer that scores the proposal's decoded text)
+  cannot decode in the proposal's ids; it starts from MDLM samples of `infill` (seq_len - P steps).
 - Each round draws, per sequence, a uniform random permutation of its free (non-prefix) positions
   (float64 uniforms from `generator`, argsorted). Per-sequence permutations make the B chains of a
   batch independent, so their empirical distribution estimates the chain's law.
@@ -33,6 +36,8 @@ derivations):
   with `log p(y) - log p(x)` summed over the positions from the first changed one on. The current
   and proposed sequences are scored together in one `lm.token_logprobs` call (2 rows per
   sequence); sequences whose proposal equals the current sequence skip the call (their ratio is 1).
+  A text-level target gives one log-probability per whole sequence, `log p(text(x))`; it is put at the
+  last position (0 elsewhere), so every difference and sum above stays exact.
 
 Every model call is batched over the batch (or a sub-batch); there is no loop over sequences.
 Random numbers, in order, per round: the permutation uniforms, then per group the proposal draws
@@ -49,6 +54,7 @@ from edlm.errors import require
 from edlm.sampling.ar import ar_sample
 from edlm.sampling.categorical import draw_rows, rows_per_chunk
 from edlm.sampling.conditioning import fixed_tokens
+from edlm.sampling.mdlm import sample
 from edlm.util.device import module_device, uniform
 from edlm.util.progress import progress_bar
 
@@ -62,7 +68,8 @@ class GlauberStats:
     """What one `edlm.glauber(..., return_stats=True)` call did.
 
     energy: Float64[N, rounds + 1], `-log p_AR(x_free | prefix)` in nats of each sequence (the sum of
-        its non-prefix token NLLs): column 0 for the initial sequences, column r after round r.
+        its non-prefix token NLLs; for a text-level lm `-log p(text(x))` of the whole sequence, prefix
+        included): column 0 for the initial sequences, column r after round r.
     accepted, proposed: Long[N, rounds], MH tests passed and MH tests made by each sequence in each
         round (one per site; one per group for parallel_test="joint"; every proposal passes without
         the filter). A proposal equal to the current sequence counts as accepted (its ratio is 1).
@@ -134,8 +141,9 @@ def _check_args(lm, infill, num_samples, seq_len, rounds, metropolis, block, par
     require(isinstance(metropolis, bool), f"metropolis={metropolis!r} must be True or False.")
     require(batch_size is None or (isinstance(batch_size, int) and batch_size >= 1),
             f"batch_size={batch_size} must be None or an integer >= 1.")
-    require(hasattr(lm, "token_logprobs") and hasattr(lm, "vocab_size"),
-            f"{type(lm).__name__} is not a causal LM; pass an object with token_logprobs(x) and vocab_size.")
+    require((hasattr(lm, "token_logprobs") or hasattr(lm, "sequence_logprobs")) and hasattr(lm, "vocab_size"),
+            f"{type(lm).__name__} is not a causal LM; pass an object with token_logprobs(x) (or, text-level, "
+            "sequence_logprobs(x)) and vocab_size.")
     require(callable(infill) and hasattr(infill, "vocab_size"),
             f"{type(infill).__name__} is not a denoiser; pass a callable infill(xt, t) with vocab_size.")
     require(lm.vocab_size == infill.vocab_size,
@@ -143,10 +151,16 @@ def _check_args(lm, infill, num_samples, seq_len, rounds, metropolis, block, par
             "use two models built on the same tokenizer.")
 
 
-def _initial(lm, num_samples, seq_len, vocab, init, prefix, generator, batch_size, progress, calls):
-    """Initial sequences Long[N, L] (causal samples unless `init`) and the prefix length P."""
+def _initial(lm, infill, num_samples, seq_len, vocab, init, prefix, generator, batch_size, progress, calls):
+    """Initial sequences Long[N, L] (causal samples, or MDLM samples of `infill` for a text-level `lm`,
+    unless `init`) and the prefix length P."""
     fixed = fixed_tokens(num_samples, seq_len, vocab, prefix)
     plen = 0 if prefix is None else int(torch.as_tensor(prefix).shape[-1])
+    if init is None and not hasattr(lm, "next_logits"):  # a text-level target: start from the proposal's MDLM samples
+        mdlm_stats = sample(infill, num_samples, seq_len, max(1, seq_len - plen), prefix=prefix, generator=generator,
+                            batch_size=batch_size, return_stats=True)
+        calls.extend((INFILL, rows) for name, rows in mdlm_stats[1].calls if name == "denoiser")
+        return mdlm_stats[0], plen
     if init is None:
         x = ar_sample(lm, num_samples, seq_len, prefix=prefix, generator=generator, batch_size=batch_size,
                       progress=progress)
@@ -174,7 +188,8 @@ def glauber(lm, infill, num_samples: int, seq_len: int, rounds: int, *, metropol
     """Glauber dynamics: Long[num_samples, seq_len] samples after `rounds` rounds (module docstring).
 
     lm: causal LM, `lm.token_logprobs(x Long[B, L]) -> Float[B, L]` and `vocab_size`; for the causal
-        initialisation also `bos_id`, `new_cache`, `next_logits` (see `edlm.sampling.ar`).
+        initialisation also `bos_id`, `new_cache`, `next_logits` (see `edlm.sampling.ar`). Or a
+        text-level target, `lm.sequence_logprobs(x Long[B, L]) -> Float64[B]` (`edlm.energy.TextLM`).
     infill: denoiser, `infill(xt Long[B, L], t Float[B]) -> Float[B, L, V]`, mask id V; eval mode.
     rounds: sweeps over the free positions (0 returns the initial sequences).
     metropolis: MH filter against `lm` (p_AR is then the stationary distribution, see the docstring).
@@ -190,7 +205,8 @@ def glauber(lm, infill, num_samples: int, seq_len: int, rounds: int, *, metropol
     """
     _check_args(lm, infill, num_samples, seq_len, rounds, metropolis, block, parallel, parallel_test, batch_size)
     calls: list = []
-    x, plen = _initial(lm, num_samples, seq_len, lm.vocab_size, init, prefix, generator, batch_size, progress, calls)
+    x, plen = _initial(lm, infill, num_samples, seq_len, lm.vocab_size, init, prefix, generator, batch_size, progress,
+                       calls)
     x = x.to(module_device(infill)).clone()
     stats = GlauberStats(torch.zeros((num_samples, rounds + 1), dtype=torch.float64),
                          torch.zeros((num_samples, rounds), dtype=torch.long),
@@ -232,7 +248,13 @@ class _Chain:
 
     # ---- model calls -------------------------------------------------------------------------
     def _token_logprobs(self, seqs: torch.Tensor, name: str) -> torch.Tensor:
-        """Float64[n, L] log p(x_i | x_<i) of seqs Long[n, L], one call, on the chain's device."""
+        """Float64[n, L] log p(x_i | x_<i) of seqs Long[n, L], one call, on the chain's device; a
+        text-level lm's whole-sequence log p(text(x)) at the last position, 0 elsewhere."""
+        if not hasattr(self.lm, "token_logprobs"):
+            out = torch.zeros(seqs.shape, dtype=torch.float64, device=seqs.device)
+            out[:, -1] = self.lm.sequence_logprobs(seqs).to(device=seqs.device, dtype=torch.float64)
+            self.stats.calls.append((name, seqs.shape[0]))
+            return out
         out = self.lm.token_logprobs(seqs.to(self.lm_device))
         self.stats.calls.append((name, seqs.shape[0]))
         require(tuple(out.shape) == tuple(seqs.shape),
