@@ -27,8 +27,11 @@ from edlm.commands.glauber_options import (
     run_glauber_from_args)
 
 # Options of the mdlm sampler: effective defaults (the parser's default is None, so a given value is known).
-MDLM_DEFAULTS = {"k": 1, "window": 0.0, "tau": 1.0}
-MDLM_FLAGS = {"k": "--k", "window": "--window", "tau": "--tau"}
+MDLM_DEFAULTS = {"k": 1, "window": 0.0, "tau": 1.0, "unmasking": "random", "unmasking_noise": 0.0,
+                 "temperature": 1.0, "eta": 0.0}
+MDLM_FLAGS = {"k": "--k", "window": "--window", "tau": "--tau", "unmasking": "--unmasking",
+              "unmasking_noise": "--unmasking-noise", "temperature": "--temperature", "remasking": "--remasking",
+              "eta": "--eta", "remasking_window": "--remasking-window", "block_size": "--block-size"}
 
 
 def register(subparsers) -> None:
@@ -68,8 +71,40 @@ def register(subparsers) -> None:
     parser.add_argument("--sampler", choices=["mdlm", "glauber"], default="mdlm",
                         help="mdlm: the (EDLM) diffusion sampler; glauber: causal generation by the --energy "
                              "AR model, then Glauber rounds with the denoiser as infill proposal (default mdlm)")
+    add_adaptive_arguments(parser)
     add_glauber_arguments(parser)
     parser.set_defaults(func=run)
+
+
+def _window(text: str) -> tuple[float, float]:
+    """`T_ON,T_OFF` -> (t_on, t_off)."""
+    import argparse
+
+    try:
+        t_on, t_off = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not T_ON,T_OFF (two numbers, e.g. 0.55,0.05)") from None
+    return t_on, t_off
+
+
+def add_adaptive_arguments(parser) -> None:
+    """Options of the mdlm sampler beyond MDLM's step: unmasking order, ReMDM remasking, blocks."""
+    parser.add_argument("--unmasking", choices=["random", "confidence", "margin", "entropy"], default=None,
+                        help="which masked positions a step reveals: random (MDLM, exact) or the heuristics "
+                             "confidence, margin, entropy (default random; --sampler mdlm only)")
+    parser.add_argument("--unmasking-noise", type=float, default=None,
+                        help="scale of Gumbel noise on the adaptive scores (default 0; Kim et al. use 0.5)")
+    parser.add_argument("--temperature", type=float, default=None,
+                        help="draw tokens from softmax(logits / temperature) (default 1 = the model)")
+    parser.add_argument("--remasking", choices=["cap", "rescale", "conf"], default=None,
+                        help="ReMDM remasking schedule (default: none)")
+    parser.add_argument("--eta", type=float, default=None,
+                        help="ReMDM eta in [0, 1] (default 0 = MDLM; needs --remasking)")
+    parser.add_argument("--remasking-window", type=_window, default=None, metavar="T_ON,T_OFF",
+                        help="remask only at steps with t_off < t <= t_on (ReMDM's loop window; default 1,0)")
+    parser.add_argument("--block-size", type=int, default=None,
+                        help="generate blocks of this many tokens left to right, each with --steps steps; "
+                             "a --seq-len beyond the model's context is generated semi-autoregressively")
 
 
 def check_applicable(args) -> None:
@@ -87,6 +122,11 @@ def check_applicable(args) -> None:
         given = [flag for dest, flag in GLAUBER_FLAGS.items() if getattr(args, dest) is not None]
         require(not given, f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to --sampler glauber "
                 "only; add --sampler glauber or drop it.")
+        for dest in ("eta", "remasking_window"):
+            require(getattr(args, dest) is None or args.remasking is not None,
+                    f"{MDLM_FLAGS[dest]} needs --remasking cap, rescale or conf; add it or drop {MDLM_FLAGS[dest]}.")
+        require(args.unmasking_noise is None or args.unmasking not in (None, "random"),
+                "--unmasking-noise applies to --unmasking confidence, margin or entropy only; add one or drop it.")
     for dest, value in {**MDLM_DEFAULTS, **GLAUBER_DEFAULTS}.items():
         if getattr(args, dest) is None:
             setattr(args, dest, value)
@@ -107,12 +147,34 @@ def check_args(args) -> None:
         require(args.energy is not None and parse_energy_spec(args.energy, "--energy")[0] == "ar",
                 f"--sampler glauber needs the target AR model as --energy ar:MODEL, not {args.energy!r}.")
     else:
+        require(0.0 <= args.eta <= 1.0, f"--eta {args.eta} must lie in [0, 1].")
+        require(args.unmasking_noise >= 0, f"--unmasking-noise {args.unmasking_noise} must be at least 0.")
+        require(args.temperature > 0, f"--temperature {args.temperature} must be positive.")
+        require(args.block_size is None or args.block_size >= 1, f"--block-size {args.block_size} must be at least 1.")
+        t_on, t_off = args.remasking_window or (1.0, 0.0)
+        require(0.0 <= t_off < t_on <= 1.0,
+                f"--remasking-window {t_on:g},{t_off:g} must have 0 <= T_OFF < T_ON <= 1.")
         require(args.energy is None or (args.k > 1 and args.window > 0),
                 f"--energy {args.energy!r} would have no effect with --k {args.k} and --window {args.window:g} "
                 "(plain MDLM); pass --k 2 or more and a --window above 0, or drop --energy.")
         require(args.energy is not None or args.k == 1 or args.window == 0,
                 f"--k {args.k} with --window {args.window:g} needs an --energy to weight the candidates; pass "
                 "--energy ar:MODEL, coar:MODEL or nce:MODEL, or use --k 1.")
+
+
+def adaptive_options(args, context: int | None, record: bool = False) -> dict:
+    """The `edlm.sample` keywords of the adaptive options; with record=True only those that take effect
+    (the unmasking rule always), as written to the output."""
+    options = dict(unmasking=args.unmasking)
+    if args.unmasking_noise or not record:
+        options.update(unmasking_noise=args.unmasking_noise)
+    if args.temperature != 1.0 or not record:
+        options.update(temperature=args.temperature)
+    if args.remasking is not None:
+        options.update(remasking=args.remasking, eta=args.eta, remasking_window=args.remasking_window or (1.0, 0.0))
+    if args.block_size is not None:
+        options.update(block_size=args.block_size, context=context)
+    return options
 
 
 def _rank_seed(seed: int, rank: int) -> int:
@@ -131,7 +193,7 @@ def run(args) -> int:
 
     from edlm.errors import require
     from edlm.loading.energy_specs import load_energy_spec
-    from edlm.loading.specs import check_seq_len
+    from edlm.loading.specs import check_seq_len, max_seq_len
     from edlm.sampling import sample
     from edlm.train.runtime import runtime
     from edlm.util.atomic import write_text_atomic
@@ -144,10 +206,12 @@ def run(args) -> int:
         denoiser, tokenizer = loaded_denoiser.model, loaded_denoiser.tokenizer
         seq_len = args.seq_len or loaded_denoiser.seq_len
         steps = args.steps or seq_len
-        check_seq_len(seq_len, denoiser, "denoiser")
+        context = max_seq_len(denoiser) if args.block_size else None
+        if context is None or seq_len <= context:
+            check_seq_len(seq_len, denoiser, "denoiser")
         energy = lm = None
         if args.energy is not None:
-            loaded_energy = load_energy_spec(args.energy, denoiser=denoiser, tokenizer=tokenizer, seq_len=seq_len,
+            loaded_energy = load_energy_spec(args.energy, denoiser=denoiser, tokenizer=tokenizer, seq_len=min(seq_len, context or seq_len),
                                              device=rt.device, trust_remote_code=args.trust_remote_code,
                                              ema=not args.no_ema, what="--energy")
             energy, lm = loaded_energy.energy, loaded_energy.lm
@@ -170,6 +234,7 @@ def run(args) -> int:
             else:
                 mine, stats = sample(denoiser, block.numel(), seq_len, steps, energy=energy, k=args.k,
                                           window=args.window, tau=args.tau, prefix=prefix, generator=generator,
+                                          **adaptive_options(args, context),
                                           batch_size=args.batch_size, return_stats=True, progress=rt.is_main)
                 extras = [dict(ess_mean=None if e != e else e) for e in stats.ess.nanmean(dim=1).tolist()]
         part = [(int(i), ids, extra) for i, ids, extra in zip(block, mine.cpu().tolist(), extras)]
@@ -185,7 +250,8 @@ def run(args) -> int:
             if args.sampler == "glauber":
                 settings.update(glauber_settings(args))
             else:
-                settings.update(sampler="mdlm", steps=steps, k=args.k, window=args.window, tau=args.tau)
+                settings.update(sampler="mdlm", steps=steps, k=args.k, window=args.window, tau=args.tau,
+                                **adaptive_options(args, context, record=True))
             lines = []
             for index, ids, extra in sorted((row for rows in parts for row in rows), key=lambda row: row[0]):
                 text = tokenizer.decode(ids)

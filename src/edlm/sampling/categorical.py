@@ -81,3 +81,15 @@ def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     drop_sorted = before >= top_p
     drop = torch.zeros_like(drop_sorted).scatter_(-1, order, drop_sorted)
     return logits.masked_fill(drop, float("-inf"))
+
+
+def row_logprobs(logits: torch.Tensor, rows: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """log softmax(logits[r])[token] in nats for each selected row: logits Float[N, V], rows Long[M],
+    tokens Long[M] -> Float64[M], in chunks of `rows_per_chunk(V)` rows."""
+    out = torch.empty(rows.numel(), dtype=torch.float64, device=logits.device)
+    step = rows_per_chunk(logits.shape[-1])
+    for start in range(0, rows.numel(), step):
+        x = logits.index_select(0, rows[start:start + step]).double()
+        out[start:start + step] = (x.gather(-1, tokens[start:start + step, None]).squeeze(-1)
+                                   - torch.logsumexp(x, dim=-1))
+    return out
