@@ -125,3 +125,16 @@ def test_local_and_hf_file_corpora(tmp_path):
         corpus_documents(str(tmp_path / "bad.jsonl"))
     with pytest.raises(EdlmError, match="fewer than one sequence"):
         documents_to_rows(["ab"], CharTokenizer(), 8)
+
+
+def test_data_names_a_corpus_file_or_the_data_directory(tmp_path):
+    (tmp_path / "ptb").mkdir()
+    file = tmp_path / "ptb" / "ptb.valid.txt"
+    file.write_text(" the cat sat \n a dog ran \n")
+    (tmp_path / "wikitext-2").mkdir()
+    (tmp_path / "wikitext-2" / "valid.txt").write_text(" = A = \n the text \n")
+    by_dir = corpus_documents("ptb", "valid", path=str(tmp_path))
+    assert by_dir == corpus_documents("ptb", "valid", path=str(file)) and len(by_dir[0]) == 2
+    assert corpus_documents("wikitext2", "valid", path=str(tmp_path))[1] == "wikitext"
+    with pytest.raises(EdlmError, match="ptb.test.txt does not exist"):
+        corpus_documents("ptb", "test", path=str(tmp_path))

@@ -15,8 +15,9 @@ def register(subparsers) -> None:
                                                        "hf:ID_OR_PATH)")
     parser.add_argument("--corpus", required=True, help="ptb, wikitext2, lambada, hf:NAME, or a .txt / .jsonl file")
     parser.add_argument("--split", default="test", help="split of the corpus (default: test)")
-    parser.add_argument("--data", default=None, help="where the corpus lives: a local file (default: under "
-                                                     "$EDLM_DATA); for hf:NAME, the data_files of load_dataset")
+    parser.add_argument("--data", default=None, help="where the corpus lives: a local file, or the data directory "
+                                                     "holding ptb/ and wikitext-2/ (default: $EDLM_DATA); for "
+                                                     "hf:NAME, the data_files of load_dataset")
     parser.add_argument("--detokenizer", default=None, choices=["ptb", "wikitext", "lambada", "none"],
                         help="default: the corpus's own (none for files and hf: datasets)")
     parser.add_argument("--hf-config", default="", help="configuration of an hf: dataset")

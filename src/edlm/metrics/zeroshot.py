@@ -51,6 +51,15 @@ def _data_root() -> Path:
     return root
 
 
+def _corpus_file(path: str | None, relative: str) -> Path:
+    """The corpus file: `path` when it names a file, `path / relative` when it names a data directory (the one
+    holding ptb/ and wikitext-2/), `$EDLM_DATA / relative` when it is None."""
+    if path is None:
+        return _data_root() / relative
+    given = Path(path).expanduser()
+    return given / relative if given.is_dir() else given
+
+
 def _lines(path: Path) -> list[str]:
     require(path.is_file(), f"corpus file {path} does not exist; pass --data or set EDLM_DATA to the data directory.")
     if path.suffix == ".jsonl":
@@ -100,12 +109,12 @@ def corpus_documents(corpus: str, split: str = "test", *, path: str | None = Non
     """(raw documents, name of the default detokenizer) of a corpus (module docstring)."""
     if corpus == "ptb":
         require(split in ("train", "valid", "test"), f"PTB has no split {split!r}; use --split train, valid or test.")
-        return _lines(Path(path) if path else _data_root() / "ptb" / f"ptb.{split}.txt"), "ptb"
+        return _lines(_corpus_file(path, f"ptb/ptb.{split}.txt")), "ptb"
     if corpus == "wikitext2":
         files = {"test": "wiki.test.raw", "valid": "valid.txt"}
         require(path is not None or split in files,
                 f"the local WikiText-2 has no split {split!r}; use --split valid or test.")
-        file = Path(path) if path else _data_root() / "wikitext-2" / files[split]
+        file = _corpus_file(path, f"wikitext-2/{files.get(split, '')}")
         require(file.is_file(), f"corpus file {file} does not exist; pass --data or set EDLM_DATA.")
         return wikitext_articles(file.read_text(encoding="utf-8")), "wikitext"
     if corpus == "lambada":
