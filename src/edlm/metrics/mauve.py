@@ -26,7 +26,8 @@ import numpy as np
 import torch
 
 from edlm.errors import EdlmError, require
-from edlm.metrics.samples import Sample, encode_text, same_tokenizer
+from edlm.loading.tokenizer_specs import same_tokenizer
+from edlm.metrics.samples import Sample, encode_text
 from edlm.util.progress import progress_bar
 
 POOLS = ("last", "mean")
@@ -144,7 +145,7 @@ def span_tokens(sample: Sample, *, prompt_len: int, cont_len: int, span: str, sa
     if eos is not None and eos in continuation:
         continuation = continuation[: continuation.index(eos)]
     ids = continuation if span == "continuation" else prompt + continuation
-    if same_tokenizer(sample_tokenizer, target_tokenizer):
+    if same_tokenizer(sample_tokenizer, target_tokenizer) is None:
         return ids
     return encode_text(target_tokenizer, sample_tokenizer.decode(ids))
 

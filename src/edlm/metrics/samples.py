@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edlm.errors import EdlmError, require
-from edlm.loading.tokenizer_specs import load_tokenizer_spec, same_tokenizer as tokenizer_difference
+from edlm.loading.tokenizer_specs import load_tokenizer_spec, same_tokenizer
 
 
 @dataclass
@@ -108,14 +108,6 @@ def eos_text(tokenizer) -> str | None:
     return tokenizer.decode([eos]) if eos is not None else None
 
 
-def same_tokenizer(sample_tokenizer, target_tokenizer) -> bool:
-    """True when ids need no retokenisation: either tokenizer is None (unknown means "the other one"),
-    they are one object, or they give the same ids (`edlm.loading.tokenizer_specs.same_tokenizer`)."""
-    if sample_tokenizer is None or target_tokenizer is None or sample_tokenizer is target_tokenizer:
-        return True
-    return tokenizer_difference(sample_tokenizer, target_tokenizer) is None
-
-
 def recorded_tokenizer(samples: list[Sample], path="the sample file") -> str | None:
     """The `tokenizer` spec the samples record (every sample the same), or None when none records one."""
     specs = {s.meta.get("tokenizer") for s in samples} - {None}
@@ -154,7 +146,7 @@ def encode_text(tokenizer, text: str) -> list[int]:
 
 def prepare(sample: Sample, sample_tokenizer=None, target_tokenizer=None) -> Prepared:
     """Apply the EOS rule and retokenise one sample into the target tokenizer."""
-    if same_tokenizer(sample_tokenizer, target_tokenizer):
+    if same_tokenizer(sample_tokenizer, target_tokenizer) is None:
         tokenizer = target_tokenizer or sample_tokenizer
         if sample.ids is not None:
             content, ended = cut_at_eos(sample.ids, getattr(tokenizer, "eos_id", None))

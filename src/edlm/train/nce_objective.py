@@ -126,10 +126,7 @@ class NCEObjective:
     metric = "nce"
 
     def __init__(self, cfg, model: nn.Module, device: torch.device, denoiser=None) -> None:
-        tc = cfg.train
-        require(tc.nce_negatives >= 1, f"train.nce_negatives={tc.nce_negatives} must be at least 1.")
-        require(0.0 <= tc.nce_t_min < 1.0, f"train.nce_t_min={tc.nce_t_min} must lie in [0, 1) "
-                "(0 means train.t_min; 1 - window restricts training to the sampler's window).")
+        tc = cfg.train  # nce_negatives >= 1 and nce_t_min in [0, 1) are checked with the config (edlm.config)
         self.schedule = make_schedule(tc.schedule, tc.eps)
         self.t_min = tc.nce_t_min if tc.nce_t_min > 0 else tc.t_min
         self.negatives = tc.nce_negatives
