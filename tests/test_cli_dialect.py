@@ -78,7 +78,7 @@ def test_one_name_for_one_thing():
     assert not RETIRED & set(flags), RETIRED & set(flags)
     assert flags["--width"] == ["edlm eval latency"] and flags["--columns"] == ["edlm demo"]
     assert set(flags["--data"]) == {"edlm data text8", "edlm eval nll", "edlm eval energy", "edlm eval zeroshot",
-                                    "edlm eval text8"}
+                                    "edlm eval text8", "edlm demo"}
     counted = {"edlm eval nll", "edlm eval energy", "edlm eval zeroshot", "edlm eval text8"}
     assert counted <= set(flags["--max-sequences"])
     for path, parser in parsers():  # one evaluated model is positional MODEL

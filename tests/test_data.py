@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import SHARED, needs_corpus
 
 from edlm.cli import main as cli_main
 from edlm.config import DataConfig
@@ -22,10 +23,7 @@ from edlm.data import tokenizers as tokenizers_module
 from edlm.data.corpora import split_documents, text_corpus
 from edlm.errors import EdlmError
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("EDLM_DATA") or REPO.parent / "shared" / "data")
-needs_shared = pytest.mark.skipif(not (SHARED / "text8" / "text8_prefix.txt").is_file(),
-                                  reason=f"the shared corpora are not at {SHARED}")
+needs_shared = needs_corpus(SHARED / "text8" / "text8_prefix.txt", "the text8 prefix")
 GPT2_FILE = os.environ.get("EDLM_GPT2_TIKTOKEN") or str(tokenizers_module.gpt2_ranks_file() or "")
 
 

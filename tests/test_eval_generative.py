@@ -11,8 +11,8 @@ import torch
 
 from edlm.cli import main
 from edlm.errors import EdlmError
-from edlm.metrics.generative import _windows, generative_metrics, repetition_rate, sequence_nll, unigram_entropy, \
-    unique_fraction
+from edlm.metrics.generative import _windows, bits_per_char, bits_per_token, generative_metrics, repetition_rate, \
+    sequence_nll, unigram_entropy, unique_fraction
 from edlm.metrics.samples import Sample, cut_at_eos, cut_text_at_eos, prepare, read_samples
 from test_eval_tinyhf import build_tiny_hf
 
@@ -105,6 +105,16 @@ def test_retokenisation_through_text():
     text_report = generative_metrics([text_only], UnigramLM(), oracle_tokenizer=oracle_tok,
                                      sample_tokenizer=samples_tok)
     assert text_report.diversity_tokens == "oracle" and text_report.ppl == pytest.approx(report.ppl)
+
+
+def test_bits_per_token_and_per_char_by_hand():
+    # Under the unigram oracle, bits = -sum log2 P[x_i], divided by the tokens or by the characters of the text.
+    seqs = [[0, 1, 0, 2], [3]]
+    abac = -(math.log2(0.4) + math.log2(0.3) + math.log2(0.4) + math.log2(0.2))  # 7.0931... bits
+    assert bits_per_token(UnigramLM(), seqs) == pytest.approx([abac / 4, -math.log2(0.05)])
+    assert bits_per_token(UnigramLM(), seqs)[1] == pytest.approx(4.321928094887363)
+    per_char = bits_per_char(UnigramLM(), seqs + [[]], ["ab ab ab", "xy", ""])  # 8 and 2 characters
+    assert per_char[:2] == pytest.approx([abac / 8, -math.log2(0.05) / 2]) and math.isnan(per_char[2])
 
 
 def test_long_samples_are_scored_in_windows():

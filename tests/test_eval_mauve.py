@@ -4,13 +4,12 @@ clearly lower for a word-order scrambled one; spans, pooling and the `edlm eval 
 from __future__ import annotations
 
 import json
-import os
 import random
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import SHARED, require_corpus
 
 pytest.importorskip("mauve", reason="MAUVE needs the eval extra: pip install 'edlm[eval]'")
 
@@ -23,7 +22,6 @@ from edlm.models.hf import HFCausalLM
 from test_eval_tinyhf import build_tiny_hf
 
 FAST = dict(num_buckets=10, kmeans_num_redo=1, kmeans_max_iter=100)
-SHARED = Path(os.environ.get("EDLM_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 WIKITEXT = SHARED / "wikitext-2" / "wiki.test.raw"
 
 
@@ -37,8 +35,7 @@ def no_grad():
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     """WikiText-2 sentences (each ends with ' .'), a featurizer saved locally, and its path."""
-    if not WIKITEXT.is_file():
-        pytest.skip(f"the shared WikiText-2 copy is not at {WIKITEXT}")
+    require_corpus(WIKITEXT, "the raw WikiText-2 test split")
     raw = WIKITEXT.read_text(encoding="utf-8")
     sentences = [s.strip() + " ." for s in raw.split(" . ") if 8 <= len(s.split()) <= 30 and "=" not in s][:700]
     path = tmp_path_factory.mktemp("featurizer")

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
-from pathlib import Path
 
 import pytest
 import torch
+from conftest import SHARED, needs_corpus
 
 from edlm.cli import main
 from edlm.config import DataConfig
@@ -22,9 +21,8 @@ from edlm.models import ModelConfig, build_model
 from edlm.models.hf import HFCausalLM
 from test_eval_tinyhf import build_tiny_hf
 
-SHARED = Path(os.environ.get("EDLM_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 PTB_TEST = SHARED / "ptb" / "ptb.test.txt"
-needs_ptb = pytest.mark.skipif(not PTB_TEST.is_file(), reason=f"the shared PTB copy is not at {PTB_TEST}")
+needs_ptb = needs_corpus(PTB_TEST, "the PTB test split")
 
 
 def test_ptb_detokenizer():

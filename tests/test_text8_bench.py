@@ -4,13 +4,17 @@ resumed from its job cache; the claim arithmetic on hand-made numbers."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
 from test_train_support import text8_dir, tiny_overrides  # noqa: F401
 
-from edlm.cli import main
+from edlm.bench.text8 import subset
 from edlm.bench.text8_report import _interp_log_time, claims
+from edlm.cli import main
+from edlm.data import load_split
+from edlm.loading.specs import load_spec
 
 TINY = ["--steps", "2,4", "--k", "2", "--window", "1", "--num-samples", "2", "--seq-len", "32",
         "--ablation-steps", "2", "--ablation-k", "2,3", "--ablation-window", "0.5,1", "--max-sequences", "4",
@@ -61,11 +65,37 @@ def test_sharded_run_resumes_from_cache_and_writes_the_report(models, tmp_path, 
     for g in report["generation"]:
         assert g["model_rows_per_sample"] == pytest.approx(g["denoiser_rows_per_sample"] + g["energy_rows_per_sample"])
         assert (g["energy_rows_per_sample"] > 0) == (g["energy"] != "mdlm")
-        assert 0 < g["oracle_bits"] < 10 and len(g["example"]) == 32
+        assert g["gen_ppl"] == pytest.approx(2 ** g["oracle_bits"]) and len(g["example"]) == 32
     assert {c["claim"] for c in report["claims"]} >= {"likelihood gap", "EDLM at T beats MDLM at 2T"}
+    check_bits_by_hand(report, models["root"])
     for suffix in ("steps", "walltime", "calls", "entropy", "ablation"):
         assert (tmp_path / f"t8-{suffix}.png").read_bytes()[:4] == b"\x89PNG"
     assert "## Table 1" in (tmp_path / "t8.md").read_text()
+
+
+def nats_by_hand(lm, x: torch.Tensor) -> torch.Tensor:
+    """Float64[N]: -sum_i log p(x_i | x_<i) of each row of x, from the causal LM's logits."""
+    with torch.no_grad():
+        return torch.cat([-torch.log_softmax(lm(rows).double(), -1).gather(-1, rows[..., None])[..., 0].sum(1)
+                          for rows in x.split(4096)])
+
+
+def check_bits_by_hand(report: dict, root) -> None:
+    """Table 1's exact AR rows and the test-text reference row against -sum log2 p / characters."""
+    ar, oracle = (load_spec(str(root / name), device="cpu") for name in ("ar", "oracle"))
+    test = load_split(ar.config.data, "test")  # 31,250 sequences of 32 characters
+    table = {(r["model"], r["estimator"], r["data"]): r for r in report["table"]}
+    for data, rows in (("full", test), ("subset", subset(test, 4))):
+        row = table[("AR", "exact", data)]
+        assert row["tokens"] == rows.numel() and row["sequences"] == rows.shape[0]
+        assert row["bpc"] == pytest.approx(float(nats_by_hand(ar.model, rows).sum()) / math.log(2) / rows.numel())
+    bits = nats_by_hand(oracle.model, subset(test, 2)) / math.log(2) / 32  # per sequence
+    text = next(r for r in report["references"] if r["method"] == "test text")
+    assert text["oracle_bits"] == pytest.approx(float(bits.mean()))
+    assert text["oracle_bits_se"] == pytest.approx(abs(float(bits[0] - bits[1])) / 2)  # std / sqrt(2), two values
+    assert text["gen_ppl"] == pytest.approx(2 ** float(bits.mean()))
+    plotted = next(r for r in report["plot_records"] if r["method"] == "test text")
+    assert plotted["oracle_nll"] == pytest.approx(float(bits.mean()) * math.log(2))  # nats per character
 
 
 def test_bad_arguments_exit_2(models, tmp_path, capsys):

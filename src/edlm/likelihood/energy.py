@@ -5,7 +5,7 @@ function `Z(xt) = E_{x ~ mu(.|xt)}[exp(-E(x, xt, t))]`, estimated from `num_z` p
 Theorem 1 of the EDLM paper (`log_z_low`, `log_z_high`). Times t ~ U(0, 1] (antithetic, `num_t` per
 sequence) and xt masks each token with probability t, as in `edlm.likelihood.nelbo.mdlm_nelbo`.
 
-Two estimators (`estimator=`):
+Three estimators (`estimator=`):
 - "marginal" (kind "estimate", the default): the continuous-time NELBO needs, per masked position,
   the corrected kernel's *marginal* (docs/pitfalls.md, item 7). For each (t, xt) one masked position i is drawn
   uniformly and `-log p(x0^i | xt) = -log mu^i(x0^i) - log Z_i + log Z` is estimated, where `Z_i` is
@@ -13,6 +13,15 @@ Two estimators (`estimator=`):
   `log Z` the high one (the conservative side of each), and the term is
   `(number of masked positions) * that / t`. The Z and Z_i draws share their random numbers
   (position i is overwritten by x0^i). It is a Monte Carlo estimate with biased log Z's: not a bound.
+- "rao_blackwell" (kind "estimate"): the same per-token-marginal NELBO, but the marginal
+  `p(x^i = v | xt)` comes from self-normalised importance sampling over `num_z` proposal draws
+  z_j, Rao-Blackwellised at i: every draw is scored with each of the V values at i,
+  `w_j(v) = mu^i(v) exp(-E(z_j with z_j^i = v))`, and `p(x^i = v | xt) ~ sum_j w_j(v) / sum_j,v' w_j(v')`.
+  The ratio is consistent as num_z grows (no log Z is needed: Z cancels) and always a distribution
+  over v, so one bad draw cannot send the term to infinity. `num_positions` masked positions per
+  (t, xt) share the draws; each costs num_z * V energy evaluations, so it is for small
+  vocabularies (text8: V = 27). With the AR energy and exact marginals its expectation is the AR
+  model's exact NLL (docs/math.md, Likelihood under an energy: eq. 12-13 and the per-token marginal).
 - "paper_eq13" (kind "paper_eq13"): the paper's eq. 12-13, for reproduction only. It puts the
   *joint* `-log p(x0_masked | xt) = -log mu(x0 | xt) + E(x0, xt, t) + log Z(xt)` (log Z: high
   estimator) in place of the sum of marginals. For a correlated kernel this can fall below the true
@@ -38,7 +47,8 @@ from edlm.util.device import module_device, uniform
 from edlm.util.progress import progress_bar
 from edlm.sampling.importance import draw_candidates
 
-ESTIMATORS = {"marginal": "estimate", "paper_eq13": "paper_eq13"}
+ESTIMATORS = {"marginal": "estimate", "rao_blackwell": "estimate", "paper_eq13": "paper_eq13"}
+ENERGY_CALL_ROWS = 1024  # sequences per energy call when an estimator scores more than that at once
 
 
 def log_z_low(neg_energy: torch.Tensor) -> torch.Tensor:
@@ -74,12 +84,17 @@ def _row_logsumexp(logits: torch.Tensor) -> torch.Tensor:
     return torch.cat(lse).view(logits.shape[:-1])
 
 
-def _energy_terms(logits, x0, xt, t, energy, num_z, estimator, generator) -> torch.Tensor:
+def _energy_terms(logits, x0, xt, t, energy, num_z, estimator, generator, num_positions) -> torch.Tensor:
     """The NELBO term of each (t, xt) row, Float64[C], for x0, xt Long[C, L], t Float[C], logits Float[C, L, V]."""
     c, length = x0.shape
     mask_id = logits.shape[-1]
     masked = xt == mask_id
     n_masked = masked.sum(dim=1)
+    if estimator == "rao_blackwell":
+        positions, valid = choose_masked_positions(masked, min(num_positions, length), generator)
+        nll = rao_blackwell_nll(logits, x0, xt, positions, energy, t, num_z, generator)
+        mean = torch.where(valid, nll, 0.0).sum(dim=1) / valid.sum(dim=1).clamp_min(1)
+        return n_masked.double() * mean / t.double()
     lse = _row_logsumexp(logits)  # [C, L]
     logmu_x0 = logits.gather(-1, x0[..., None]).squeeze(-1).double() - lse  # log mu^i(x0^i), [C, L]
     z, z_logp = draw_candidates(logits, xt, mask_id, num_z, generator)  # [C, n, L], [C, n]
@@ -109,30 +124,75 @@ def _energy_terms(logits, x0, xt, t, energy, num_z, estimator, generator) -> tor
     return torch.where(n_masked > 0, nll / t.double(), torch.zeros_like(nll))
 
 
+def choose_masked_positions(masked: torch.Tensor, k: int, generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """k masked positions per row, uniformly without replacement: masked Bool[C, L] -> positions Long[C, k]
+    and valid Bool[C, k] (False for the slots beyond a row's number of masked positions)."""
+    keys = torch.where(masked, uniform(masked.shape, generator, masked.device), torch.full(masked.shape, -1.0,
+                                                                                            device=masked.device))
+    positions = keys.topk(k, dim=1).indices
+    return positions, masked.gather(1, positions)
+
+
+def rao_blackwell_nll(logits, x0, xt, positions, energy, t, num_z, generator) -> torch.Tensor:
+    """-log p(x0^i | xt) at `positions` by Rao-Blackwellised self-normalised importance sampling (module doc).
+
+    logits: Float[C, L, V] denoiser output at xt: Long[C, L]; x0: Long[C, L]; positions: Long[C, k] (masked
+    in xt); t: Float[C]. The num_z proposal draws of a row are shared by its k positions; the energy
+    scores C * k * num_z * V sequences. Returns Float64[C, k], nats.
+    """
+    c, length, vocab = logits.shape
+    k = positions.shape[1]
+    logmu = torch.log_softmax(logits.double(), dim=-1)  # [C, L, V]
+    logmu_at = logmu.gather(1, positions[..., None].expand(c, k, vocab))  # [C, k, V]: log mu^i(.)
+    z, z_logp = draw_candidates(logits, xt, logits.shape[-1], num_z, generator)  # [C, n, L], [C, n]
+    z_at = z.gather(2, positions[:, None, :].expand(c, num_z, k)).transpose(1, 2)  # [C, k, n]: z_j^i
+    values = torch.arange(vocab, device=xt.device)
+    batch = z[:, None, :, None, :].repeat(1, k, 1, vocab, 1)  # [C, k, n, V, L]
+    batch.scatter_(-1, positions[:, :, None, None, None].expand(c, k, num_z, vocab, 1),
+                   values[None, None, None, :, None].expand(c, k, num_z, vocab, 1))
+    logp = z_logp[:, None, :, None] - logmu_at.gather(2, z_at)[..., None] + logmu_at[:, :, None, :]  # [C, k, n, V]
+    e = _score(energy, batch.view(c, -1, length), logp.reshape(c, -1), xt, t).view(c, k, num_z, vocab)
+    log_w = logmu_at[:, :, None, :] - e  # log w_j(v)
+    target = x0.gather(1, positions)  # [C, k]
+    log_num = torch.logsumexp(log_w.gather(3, target[:, :, None, None].expand(c, k, num_z, 1)).squeeze(3), dim=2)
+    return torch.logsumexp(log_w.reshape(c, k, -1), dim=2) - log_num
+
+
 def _score(energy, batch: torch.Tensor, logp: torch.Tensor, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Energies Float64[C, m] of batch Long[C, m, L] (proposal log-probs logp Float64[C, m]) in one call."""
+    """Energies Float64[C, m] of batch Long[C, m, L] (proposal log-probs logp Float64[C, m]), in calls of
+    at most ENERGY_CALL_ROWS sequences."""
     c, m, length = batch.shape
-    e = energy(batch.reshape(c * m, length), xt.repeat_interleave(m, dim=0), t.repeat_interleave(m), logp.reshape(-1))
-    require(tuple(e.shape) == (c * m,), f"the energy returned shape {tuple(e.shape)} for {c * m} sequences; "
-            "return one value per sequence.")
-    return e.to(device=xt.device, dtype=torch.float64).view(c, m)
+    flat, flat_logp = batch.reshape(c * m, length), logp.reshape(-1)
+    rows = torch.arange(c, device=xt.device).repeat_interleave(m)  # the (t, xt) row of each sequence
+    values = []
+    for start in range(0, c * m, ENERGY_CALL_ROWS):
+        span = slice(start, min(start + ENERGY_CALL_ROWS, c * m))
+        e = energy(flat[span], xt[rows[span]], t[rows[span]], flat_logp[span])
+        require(tuple(e.shape) == (span.stop - span.start,), f"the energy returned shape {tuple(e.shape)} for "
+                f"{span.stop - span.start} sequences; return one value per sequence.")
+        values.append(e.to(device=xt.device, dtype=torch.float64))
+    return torch.cat(values).view(c, m)
 
 
 @torch.no_grad()
 def energy_nelbo(model, x0: torch.Tensor, energy, *, num_t: int = 16, num_z: int = 16,
                  generator: torch.Generator | None = None, batch_size: int | None = None,
-                 estimator: str = "marginal", progress: bool = False) -> NelboResult:
+                 estimator: str = "marginal", num_positions: int = 1, progress: bool = False) -> NelboResult:
     """NELBO-type numbers for x0: Long[B, L] under denoiser `model` corrected by `energy` (nats per sequence).
 
-    estimator: "marginal" (kind "estimate") or "paper_eq13" (kind "paper_eq13"); see the module doc.
-    num_t: antithetic times per sequence; num_z >= 2: proposal draws per log Z estimate.
-    batch_size: (sequence, t) rows per denoiser call; each such chunk makes one energy call on
-    chunk * (num_z + 1) ("paper_eq13") or chunk * 2 * num_z ("marginal") sequences. progress: report
+    estimator: "marginal" or "rao_blackwell" (kind "estimate"), or "paper_eq13" (kind "paper_eq13"); see
+    the module doc. num_t: antithetic times per sequence; num_z >= 2: proposal draws per log Z estimate
+    (per marginal for "rao_blackwell"). num_positions: masked positions scored per (t, xt) by
+    "rao_blackwell" (they share the draws; each costs num_z * V energy evaluations).
+    batch_size: (sequence, t) rows per denoiser call; each such chunk has the energy score
+    chunk * (num_z + 1) ("paper_eq13"), chunk * 2 * num_z ("marginal") or chunk * num_positions * num_z * V
+    ("rao_blackwell") sequences, in calls of at most ENERGY_CALL_ROWS. progress: report
     the chunks done (`edlm.util.progress`).
     """
     require(estimator in ESTIMATORS, f"estimator={estimator!r} is unknown; use one of {sorted(ESTIMATORS)}.")
     require(num_t >= 1, f"num_t={num_t} must be at least 1.")
     require(num_z >= 2, f"num_z={num_z} must be at least 2 (the high log Z estimator leaves one draw out).")
+    require(num_positions >= 1, f"num_positions={num_positions} must be at least 1.")
     require(batch_size is None or batch_size >= 1, f"batch_size={batch_size} must be None or >= 1.")
     require(not hasattr(model, "token_logprobs"),
             f"{type(model).__name__} is a causal LM; an energy corrects a denoiser, so pass a denoiser as the model.")
@@ -154,7 +214,8 @@ def energy_nelbo(model, x0: torch.Tensor, energy, *, num_t: int = 16, num_z: int
         require(tuple(logits.shape) == (*xt.shape, mask_id),
                 f"the denoiser returned shape {tuple(logits.shape)} for input {tuple(xt.shape)}; "
                 f"return logits of shape [B, L, V] with V = vocab_size = {mask_id}.")
-        values.append(_energy_terms(logits, x_chunk, xt, t_chunk, energy, num_z, estimator, generator))
+        values.append(_energy_terms(logits, x_chunk, xt, t_chunk, energy, num_z, estimator, generator,
+                                    num_positions))
     per_t = torch.cat(values).view(b, num_t).cpu()
     stderr = per_t.std(dim=1) / math.sqrt(num_t) if num_t > 1 else torch.full((b,), float("nan"), dtype=torch.float64)
     return NelboResult(per_t.mean(dim=1), stderr, ESTIMATORS[estimator], length, num_t)

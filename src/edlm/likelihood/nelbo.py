@@ -57,12 +57,13 @@ def mdlm_nelbo(denoiser, x0: torch.Tensor, num_t: int = 16, generator: torch.Gen
 
 def nelbo(model, x0: torch.Tensor, *, energy=None, num_t: int = 16, num_z: int = 16,
           generator: torch.Generator | None = None, batch_size: int | None = None,
-          estimator: str = "marginal", progress: bool = False) -> NelboResult:
+          estimator: str = "marginal", num_positions: int = 1, progress: bool = False) -> NelboResult:
     """Negative log-likelihood numbers for x0: Long[B, L] (docs/contracts.md, edlm.nelbo).
 
     A causal LM (has `token_logprobs`) gives its exact NLL; a denoiser gives the MDLM NELBO upper
-    bound. `energy`, `num_z` and `estimator` ("marginal", kind "estimate"; or "paper_eq13") select
-    the EDLM estimators of `edlm.likelihood.energy`; without an energy they are unused. progress:
+    bound. `energy`, `num_z`, `estimator` ("marginal" or "rao_blackwell", kind "estimate"; or
+    "paper_eq13") and `num_positions` select the EDLM estimators of `edlm.likelihood.energy`; without
+    an energy they are unused. progress:
     report the model calls done (`edlm.util.progress`).
     """
     require(x0.dim() == 2, f"x0 has shape {tuple(x0.shape)}; pass a LongTensor of shape [B, L].")
@@ -71,7 +72,7 @@ def nelbo(model, x0: torch.Tensor, *, energy=None, num_t: int = 16, num_z: int =
             f"x0 holds ids outside [0, {vocab}); pass data token ids of the model's vocabulary.")
     if energy is not None:
         return energy_nelbo(model, x0, energy, num_t=num_t, num_z=num_z, generator=generator, batch_size=batch_size,
-                            estimator=estimator, progress=progress)
+                            estimator=estimator, num_positions=num_positions, progress=progress)
     x0 = x0.to(module_device(model))
     if hasattr(model, "token_logprobs"):
         return exact_ar_nll(model, x0, batch_size, progress)
