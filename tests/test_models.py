@@ -88,3 +88,38 @@ def test_wrong_model_kind_is_refused():
         CausalLM(tiny())
     with pytest.raises(EdlmError, match="causal=false"):
         MaskedDiffusionLM(tiny(causal=True, adaln=False))
+
+
+def test_init_torch_uses_pytorch_defaults_and_normal_is_gpt2s():
+    """model.init: "torch" gives N(0, 1) embeddings and Linear weights within 1/sqrt(fan_in); "normal"
+    gives N(0, 0.02^2) and zero biases (docs/pitfalls.md, item 12). adaLN modulations start at zero in both."""
+    torch.manual_seed(0)
+    wide = dict(d_model=256, n_heads=4, cond_dim=64)
+    torch_init = build_model(tiny(**wide, adaln=True)).backbone
+    assert abs(float(torch_init.embed.weight.std()) - 1.0) < 0.05
+    qkv = torch_init.blocks[0].attn_qkv.weight
+    assert float(qkv.abs().max()) <= 256 ** -0.5 and abs(float(qkv.std()) - (3 * 256) ** -0.5) < 0.002
+    normal = build_model(tiny(**wide, adaln=True, init="normal")).backbone
+    assert abs(float(normal.embed.weight.std()) - 0.02) < 0.002
+    assert abs(float(normal.blocks[0].attn_qkv.weight.std()) - 0.02) < 0.002
+    assert float(normal.blocks[0].mlp[0].bias.abs().max()) == 0.0
+    for model in (torch_init, normal):
+        assert float(model.blocks[0].adaLN_modulation.weight.abs().max()) == 0.0
+
+
+def test_activation_gelu_is_exact_and_close_to_the_tanh_default():
+    """model.activation: "gelu_tanh" (default: every older checkpoint used it) vs "gelu" (exact)."""
+    torch.manual_seed(0)
+    approx = build_model(tiny(adaln=False))  # zero-initialised adaLN gates would hide the MLP
+    exact = build_model(tiny(adaln=False, activation="gelu"))
+    exact.load_state_dict(approx.state_dict())
+    assert approx.backbone.blocks[0].mlp[1].approximate == "tanh" and exact.backbone.blocks[0].mlp[1].approximate == "none"
+    xt = torch.randint(0, 12, (2, 16))
+    a, b = approx(xt, torch.rand(2)), exact(xt, torch.rand(2))
+    assert 0 < float((a - b).abs().max()) < 1e-2
+
+
+@pytest.mark.parametrize("field, value", [("init", "xavier"), ("activation", "relu")])
+def test_unknown_init_or_activation_is_refused(field, value):
+    with pytest.raises(EdlmError, match=f"model.{field}='{value}' is unknown"):
+        tiny(**{field: value})

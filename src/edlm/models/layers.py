@@ -24,7 +24,7 @@ class LayerNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device_type=x.device.type, enabled=False):
-            y = F.layer_norm(x.float(), (self.dim,)) * self.weight.float()
+            y = F.layer_norm(x.float(), (self.dim,), self.weight.float())
         return y.to(x.dtype)
 
 

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edlm.errors import require
-from edlm.models.config import ModelConfig
+from edlm.models.config import ACTIVATIONS, ModelConfig
 from edlm.models.layers import LayerNorm, Rotary, TimestepEmbedder, apply_rotary, modulate
 
 
@@ -46,7 +46,7 @@ class Block(nn.Module):
         self.attn_out = nn.Linear(d, d, bias=False)
         self.norm2 = LayerNorm(d)
         self.mlp = nn.Sequential(
-            nn.Linear(d, config.mlp_ratio * d), nn.GELU(approximate="tanh"), nn.Linear(config.mlp_ratio * d, d)
+            nn.Linear(d, config.mlp_ratio * d), nn.GELU(approximate=ACTIVATIONS[config.activation]), nn.Linear(config.mlp_ratio * d, d)
         )
         self.adaLN_modulation = nn.Linear(config.cond_dim, 6 * d) if config.adaln else None
 
@@ -111,14 +111,17 @@ class Transformer(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Small normal init; adaLN modulations start at zero so every block starts as plain pre-norm."""
+        """Initialise by `config.init` (ModelConfig); adaLN modulations start at zero so every block starts
+        as plain pre-norm."""
         for module in self.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.normal_(module.weight, std=0.02)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.Embedding):
-                nn.init.normal_(module.weight, std=0.02)
+            if not isinstance(module, (nn.Linear, nn.Embedding)):
+                continue
+            if self.config.init == "torch":
+                module.reset_parameters()
+                continue
+            nn.init.normal_(module.weight, std=0.02)
+            if getattr(module, "bias", None) is not None:
+                nn.init.zeros_(module.bias)
         for block in self.blocks:
             if block.adaLN_modulation is not None:
                 nn.init.zeros_(block.adaLN_modulation.weight)
