@@ -11,7 +11,8 @@ Each JSONL line holds `index`, `ids` (token ids), `text` (decoded), `seed`, wher
 (`tokenizer`: the denoiser's tokenizer spec, e.g. `char` or `gpt2`; `denoiser`; `energy` when one was
 used), the sampler settings and what the sampler measured: `ess_mean` for mdlm (the mean effective sample size over the steps where
 importance sampling ran; null without it), `acceptance`, `energy_initial` and `energy_final` for
-glauber. Under `torchrun` the samples are split into contiguous blocks across processes and
+glauber. `--trace FILE.html` also writes the page of `edlm.reports.trace_html` for sample 0 (rank 0
+draws it). Under `torchrun` the samples are split into contiguous blocks across processes and
 rank 0 writes one merged file (atomically). Process r draws from a generator seeded with the seed
 itself on rank 0 and with a value derived from (seed, r) on the others, so the samples depend on the
 seed and on the number of processes.
@@ -20,6 +21,7 @@ seed and on the number of processes.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from edlm.commands.arguments import DEFAULT_DENOISER, check_sampler_args, load_denoiser
 from edlm.commands.glauber_options import (
@@ -31,7 +33,7 @@ MDLM_DEFAULTS = {"k": 1, "window": 0.0, "tau": 1.0, "unmasking": "random", "unma
                  "temperature": 1.0, "eta": 0.0}
 MDLM_FLAGS = {"k": "--k", "window": "--window", "tau": "--tau", "unmasking": "--unmasking",
               "unmasking_noise": "--unmasking-noise", "temperature": "--temperature", "remasking": "--remasking",
-              "eta": "--eta", "remasking_window": "--remasking-window", "block_size": "--block-size"}
+              "eta": "--eta", "remasking_window": "--remasking-window", "block_size": "--block-size", "trace": "--trace"}
 
 
 def register(subparsers) -> None:
@@ -68,6 +70,11 @@ def register(subparsers) -> None:
     parser.add_argument("--trust-remote-code", action="store_true",
                         help="allow an hf: energy model to run its own code")
     parser.add_argument("--out", required=True, metavar="FILE", help="JSONL file to write (one sample per line)")
+    parser.add_argument("--trace", default=None, metavar="FILE.html",
+                        help="also write a self-contained HTML page that steps through the denoising of sample 0: "
+                             "the sequence after each step with masked, revealed and remasked positions marked, and "
+                             "inside the --window the --k candidates with their energies, importance weights and "
+                             "effective sample size (--sampler mdlm only)")
     parser.add_argument("--sampler", choices=["mdlm", "glauber"], default="mdlm",
                         help="mdlm: the (EDLM) diffusion sampler; glauber: causal generation by the --energy "
                              "AR model, then Glauber rounds with the denoiser as infill proposal (default mdlm)")
@@ -140,6 +147,8 @@ def check_args(args) -> None:
     check_applicable(args)
     check_sampler_args(args)
     require(args.batch_size >= 1, f"--batch-size {args.batch_size} must be at least 1.")
+    require(args.trace is None or Path(args.trace).expanduser().resolve() != Path(args.out).expanduser().resolve(),
+            f"--trace {args.trace} is the --out file; pass another path for the HTML page.")
     require(not args.trust_remote_code or args.energy is not None,
             "--trust-remote-code applies to an hf: --energy model only; drop it or pass --energy.")
     if args.sampler == "glauber":
@@ -194,12 +203,15 @@ def run(args) -> int:
     from edlm.errors import require
     from edlm.loading.energy_specs import load_energy_spec
     from edlm.loading.specs import check_seq_len, max_seq_len
+    from edlm.reports.trace_html import write_trace_html
     from edlm.sampling import sample
+    from edlm.sampling.trace import SampleTrace
     from edlm.train.runtime import runtime
     from edlm.util.atomic import write_text_atomic
     from edlm.util.outputs import check_output_path
 
     check_output_path(args.out, option="--out", kind="file")
+    check_output_path(args.trace, option="--trace", kind="file")
     check_args(args)
     with runtime(args.device) as rt:
         loaded_denoiser = load_denoiser(args.denoiser, device=rt.device, ema=not args.no_ema)
@@ -224,6 +236,7 @@ def run(args) -> int:
         block = torch.arange(args.num_samples).tensor_split(rt.world_size)[rt.rank]
         mine = torch.empty((0, seq_len), dtype=torch.long)
         extras: list[dict] = []
+        trace = SampleTrace(index=0) if args.trace is not None and rt.is_main else None  # rank 0 draws sample 0
         if block.numel():
             generator = torch.Generator(device=rt.device).manual_seed(_rank_seed(args.seed, rt.rank))
             if args.sampler == "glauber":
@@ -235,7 +248,8 @@ def run(args) -> int:
                 mine, stats = sample(denoiser, block.numel(), seq_len, steps, energy=energy, k=args.k,
                                           window=args.window, tau=args.tau, prefix=prefix, generator=generator,
                                           **adaptive_options(args, context),
-                                          batch_size=args.batch_size, return_stats=True, progress=rt.is_main)
+                                          batch_size=args.batch_size, return_stats=True, progress=rt.is_main,
+                                          trace=trace)
                 extras = [dict(ess_mean=None if e != e else e) for e in stats.ess.nanmean(dim=1).tolist()]
         part = [(int(i), ids, extra) for i, ids, extra in zip(block, mine.cpu().tolist(), extras)]
         if rt.distributed:
@@ -259,5 +273,9 @@ def run(args) -> int:
                 lines.append(json.dumps(dict(index=index, ids=ids, text=text, seed=args.seed, **extra, **settings)))
             write_text_atomic(args.out, "\n".join(lines) + "\n")
             print(f"wrote {len(lines)} samples to {args.out}", file=sys.stderr)
+            if trace is not None:
+                write_trace_html(args.trace, trace, lambda token: tokenizer.decode([token]),
+                                 title="edlm sample: the denoising of sample 0", settings=dict(seed=args.seed, **settings))
+                print(f"wrote the denoising of sample 0 to {args.trace}", file=sys.stderr)
         rt.barrier()
     return 0

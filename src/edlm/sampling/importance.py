@@ -33,13 +33,16 @@ def draw_candidates(logits: torch.Tensor, xt: torch.Tensor, mask_id: int, k: int
 
 
 def importance_resample(logits: torch.Tensor, xt: torch.Tensor, t: float, energy, k: int, tau: float,
-                        mask_id: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                        mask_id: int, generator: torch.Generator | None = None,
+                        on_draw=None) -> tuple[torch.Tensor, torch.Tensor]:
     """One importance-sampled draw of x0 per sequence.
 
     logits: Float[B, L, V] denoiser output at xt: Long[B, L]; t: the diffusion time of this step.
     All B*k candidates are scored in one energy call. Returns x0 Long[B, L] and the effective sample
     size Float64[B] of the weights, `1 / sum_j w_j^2` with `w = softmax(-E / tau)`, in [1, k]
     (docs/pitfalls.md, item 8).
+    on_draw: None, or a callable given (candidates Long[B, k, L], energies Float64[B, k],
+    log_weights Float64[B, k], ess Float64[B], choice Long[B]) after the draw (`edlm.sampling.trace`).
     """
     b, length, _ = logits.shape
     candidates, proposal_logp = draw_candidates(logits, xt, mask_id, k, generator)
@@ -55,4 +58,6 @@ def importance_resample(logits: torch.Tensor, xt: torch.Tensor, t: float, energy
     log_w = torch.log_softmax(-energies / tau, dim=1)  # docs/pitfalls.md, item 1: lower energy -> larger weight
     ess = 1.0 / torch.exp(2.0 * log_w).sum(dim=1)
     choice = sample_categorical(log_w, generator)  # [B]
+    if on_draw is not None:
+        on_draw(candidates, energies, log_w, ess, choice)
     return candidates[torch.arange(b, device=xt.device), choice], ess

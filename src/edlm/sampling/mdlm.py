@@ -23,12 +23,14 @@ steps = seq_len a sequence reveals nothing in about (1 - 1/n)^n ~ e^-1 ~ 37% of 
 Options beyond MDLM's step, each in its own module: which masked positions are revealed
 (`unmasking`: random or by confidence / margin / entropy), ReMDM remasking (`remasking`) and
 block-wise / semi-autoregressive generation (`semi_ar`). Their defaults draw the same random numbers
-as the plain sampler, so they leave its samples unchanged.
+as the plain sampler, so they leave its samples unchanged. A `trace` (`edlm.sampling.trace`) records
+one sequence's steps and draws nothing.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from numbers import Integral
 
 import torch
@@ -40,6 +42,7 @@ from edlm.sampling.conditioning import fixed_tokens
 from edlm.sampling.importance import importance_resample
 from edlm.sampling.remasking import REMASKING, is_on, remask_probs
 from edlm.sampling.semi_ar import blocks
+from edlm.sampling.trace import SampleTrace
 from edlm.sampling.unmasking import UNMASKING, position_scores, top_count
 from edlm.util.device import module_device, uniform
 from edlm.util.progress import progress_bar
@@ -141,7 +144,7 @@ def sample(denoiser, num_samples: int, seq_len: int, steps: int, *, energy=None,
            remasking: str | None = None, eta: float = 0.0, remasking_window: tuple[float, float] = (1.0, 0.0),
            block_size: int | None = None, context: int | None = None,
            generator: torch.Generator | None = None, batch_size: int | None = None,
-           return_stats: bool = False, progress: bool = False):
+           return_stats: bool = False, progress: bool = False, trace: SampleTrace | None = None):
     """Sample Long[num_samples, seq_len] token ids from a masked diffusion denoiser (docs/contracts.md).
 
     denoiser: `denoiser(xt Long[B, L], t Float[B]) -> Float[B, L, V]`, mask id V; put it in eval mode.
@@ -171,12 +174,18 @@ def sample(denoiser, num_samples: int, seq_len: int, steps: int, *, energy=None,
     batch_size: sequences per chunk (default: all at once); chunks run one after the other.
     return_stats: also return a `SampleStats` (ESS, reveals and remasks per step, forward calls).
     progress: show a progress bar over steps.
+    trace: an `edlm.sampling.trace.SampleTrace` that records, step by step, how sequence
+        `trace.index` was denoised (reveals, remasks, and inside the window the k candidates with their
+        energies, weights and ESS); it draws no random numbers, so the samples are the same without it.
 
     Forward passes: every option keeps the no-change saving - the denoiser runs only on the sequences
     that reveal at least one position at the step (a remask needs no denoiser output).
     """
     _check_args(denoiser, num_samples, seq_len, steps, energy, k, window, tau, batch_size)
     _check_options(unmasking, unmasking_noise, temperature, remasking, eta, remasking_window, block_size, context)
+    if trace is not None:
+        require(isinstance(trace, SampleTrace), f"trace={trace!r} must be None or an edlm.sampling.trace.SampleTrace.")
+        trace.check(num_samples)
     opts = _Options(steps, energy, k, window, tau, unmasking, float(unmasking_noise), float(temperature), remasking,
                     float(eta), tuple(float(v) for v in remasking_window), blocks(seq_len, block_size, context))
     vocab = denoiser.vocab_size
@@ -191,31 +200,38 @@ def sample(denoiser, num_samples: int, seq_len: int, steps: int, *, energy=None,
     with progress_bar(total=n * num_samples, enabled=progress, desc="sample", unit="seq-step") as bar:
         for start in range(0, num_samples, chunk):
             part = fixed[start:start + chunk]
-            out.append(_sample_chunk(denoiser, part, opts, generator, stats, start, bar))
+            traced = trace if trace is not None and start <= trace.index < start + part.shape[0] else None
+            out.append(_sample_chunk(denoiser, part, opts, generator, stats, start, bar, traced))
     samples = torch.cat(out)
     return (samples, stats) if return_stats else samples
 
 
-def _sample_chunk(denoiser, fixed, opts: _Options, generator, stats, offset, bar) -> torch.Tensor:
-    """Generate one chunk block by block: fixed Long[B, L] (-1 = free) -> samples Long[B, L]."""
+def _sample_chunk(denoiser, fixed, opts: _Options, generator, stats, offset, bar, trace) -> torch.Tensor:
+    """Generate one chunk block by block: fixed Long[B, L] (-1 = free) -> samples Long[B, L].
+    trace: the SampleTrace when the traced sequence is in this chunk, else None."""
     length = fixed.shape[1]
     x = torch.where(fixed >= 0, fixed, torch.full_like(fixed, denoiser.vocab_size))
+    if trace is not None:
+        trace.begin(x[trace.index - offset], denoiser.vocab_size, opts.steps, len(opts.blocks))
     positions = torch.arange(length, device=fixed.device)
     for i, block in enumerate(opts.blocks):
         inside = (positions >= block.start) & (positions < block.stop)
         eligible = (fixed < 0) & inside
         window = slice(block.w0, block.w1)
+        if trace is not None:
+            trace.enter_block(i, block.w0)
         x[:, window] = _denoise(denoiser, x[:, window].clone(), eligible[:, window], opts, generator, stats,
-                                offset, i * opts.steps, bar)
+                                offset, i * opts.steps, bar, trace)
     return x
 
 
-def _denoise(denoiser, xt, eligible, opts: _Options, generator, stats, offset, col, bar) -> torch.Tensor:
+def _denoise(denoiser, xt, eligible, opts: _Options, generator, stats, offset, col, bar, trace) -> torch.Tensor:
     """Run the reverse steps of one block on its model window.
 
     xt: Long[B, W] the window (mask id V at masked positions); eligible: Bool[B, W] the positions this
     block reveals (masked positions outside it stay masked). Stats go to rows offset.. and step
-    columns col... Returns the denoised window Long[B, W].
+    columns col... trace: None, or the SampleTrace of row `trace.index - offset`, told each step's
+    result. Returns the denoised window Long[B, W].
     """
     b, length = xt.shape
     mask_id = denoiser.vocab_size
@@ -223,6 +239,7 @@ def _denoise(denoiser, xt, eligible, opts: _Options, generator, stats, offset, c
     psi = torch.zeros((b, length), dtype=torch.float64, device=xt.device) if opts.remasking == "conf" else None
     can_remask = opts.remasking is not None and opts.eta > 0
     rows_out = torch.arange(offset, offset + b)
+    row = None if trace is None else trace.index - offset
     done = 0
     for j in range(steps):
         masked = (xt == mask_id) & eligible
@@ -260,7 +277,11 @@ def _denoise(denoiser, xt, eligible, opts: _Options, generator, stats, offset, c
                 scores = position_scores(logits, masked[active], opts.unmasking, opts.unmasking_noise, generator)
                 reveal_a = top_count(scores, u[active], count[active])
             if opts.importance and t >= 1.0 - opts.window - 1e-12:  # grid-point tolerance
-                x0, ess = importance_resample(logits, xt_a, t, opts.energy, opts.k, opts.tau, mask_id, generator)
+                on_draw = None  # the traced row's place among the active rows, when it is one of them
+                if row is not None and int(count[row]) > 0:
+                    on_draw = partial(trace.weigh, int((count[:row] > 0).sum()))
+                x0, ess = importance_resample(logits, xt_a, t, opts.energy, opts.k, opts.tau, mask_id, generator,
+                                              on_draw)
                 stats.calls.append(("energy", active.numel() * opts.k))
                 stats.ess[offset + active.cpu(), col + j] = ess.cpu()
             else:
@@ -276,5 +297,7 @@ def _denoise(denoiser, xt, eligible, opts: _Options, generator, stats, offset, c
             xt[active] = torch.where(reveal_a, x0, xt_a)
         if remask is not None:
             xt = torch.where(remask, mask_id, xt)
+        if row is not None:
+            trace.step(j, t, s, xt[row], called=int(count[row]) > 0)
     bar.update(b * (steps - done))
     return xt
