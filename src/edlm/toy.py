@@ -102,6 +102,72 @@ class FactorisedDenoiser:
         return self.logits.expand(xt.shape[0], -1, -1).clone()
 
 
+def graph_rate_matrix(graph: str, vocab_size: int) -> torch.Tensor:
+    """The rate matrix R: Float64[N, N] (R[x, y] the rate of x -> y, rows sum to 0) of the SEDD graph
+    "absorb" (N = V + 1: every data id jumps to V at rate 1) or "uniform" (N = V: R = 11^T / N - I),
+    written out independently of `edlm.diffusion.sedd` so that tests can check its closed forms."""
+    if graph == "absorb":
+        n = vocab_size + 1
+        rates = torch.zeros((n, n), dtype=torch.float64)
+        rates[:vocab_size, vocab_size] = 1.0
+    else:
+        n = vocab_size
+        rates = torch.full((n, n), 1.0 / n, dtype=torch.float64)
+    rates.fill_diagonal_(0.0)
+    return rates - torch.diag(rates.sum(dim=1))
+
+
+class ExactScoreModel:
+    """Score-model protocol with the exact concrete scores of a ToyDistribution noised by a SEDD graph.
+
+    score(xt)[i, y] = p_sigma(xt with position i set to y) / p_sigma(xt), where
+    p_sigma(z) = sum_x p(x) prod_i P_sigma[x^i, z^i] and P_sigma = matrix_exp(sigma R) of
+    `graph_rate_matrix` (a matrix exponential, not the closed forms under test). `noise` is optional
+    (an edlm noise object; without it samplers use the log-linear noise with eps 1e-3). On the
+    absorbing graph the scores at absorbed positions are `p(x0^i = y | visible tokens) / (e^sigma - 1)`,
+    sigma-free but for that factor, so the model says `time_conditioned = False`.
+    """
+
+    def __init__(self, dist: ToyDistribution, graph: str, noise=None) -> None:
+        self.dist = dist
+        self.graph = graph
+        self.vocab_size = dist.vocab_size
+        self.rates = graph_rate_matrix(graph, dist.vocab_size)
+        self.time_conditioned = graph != "absorb"
+        if noise is not None:
+            self.noise = noise
+        self.calls = 0
+
+    def transitions(self, sigma: torch.Tensor) -> torch.Tensor:
+        """P_sigma for each sigma: Float[B] -> Float64[B, N, N]."""
+        return torch.linalg.matrix_exp(sigma.double()[:, None, None] * self.rates)
+
+    def marginal(self, sigma: float) -> torch.Tensor:
+        """p_sigma over every state sequence: Float64[N**L], states in itertools.product order."""
+        n, length = self.rates.shape[0], self.dist.seq_len
+        states = torch.tensor(list(itertools.product(range(n), repeat=length)), dtype=torch.long)
+        p = self.transitions(torch.tensor([sigma]))[0]
+        return (self.dist.probs[:, None] * p[self.dist.sequences[:, None, :], states[None]].prod(-1)).sum(0)
+
+    def __call__(self, xt: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """xt: Long[B, L], sigma: Float[B] -> log scores Float32[B, L, N] (each distinct (sigma, xt) computed once)."""
+        self.calls += 1
+        distinct, which = sigma.cpu().unique(return_inverse=True)
+        n, seqs, length = self.rates.shape[0], self.dist.sequences, self.dist.seq_len
+        powers = n ** torch.arange(length - 1, -1, -1)
+        keys, rows = (which * n ** length + (xt.cpu() * powers).sum(-1)).unique(return_inverse=True)
+        p = self.transitions(distinct)[keys // n ** length]  # [K, N, N]
+        states = (keys[:, None] // powers) % n  # [K, L]
+        k = torch.arange(keys.shape[0])[:, None, None]
+        factors = p[k, seqs[None], states[:, None, :]]  # [K, S, L]: P[x^j, xt^j]
+        others = torch.stack([factors[..., [j for j in range(length) if j != i]].prod(-1) for i in range(length)], -1)
+        weights = self.dist.probs[None, :, None] * others  # [K, S, L]: p(x) prod_{j != i} P[x^j, xt^j]
+        numerator = torch.einsum("ksl,ksly->kly", weights, p[k, seqs[None]])  # p[k, x^i, y]: P[x^i, y]
+        evidence = (self.dist.probs[None] * factors.prod(-1)).sum(-1)  # p_sigma(xt): [K]
+        scores = numerator.log() - evidence.log()[:, None, None]
+        return scores[rows].float().to(xt.device)
+
+
 @dataclass
 class ToyKVCache:
     """Incremental-decoding state of ExactCausalLM: the data tokens fed so far, Long[B, n]."""
