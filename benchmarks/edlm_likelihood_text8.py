@@ -37,7 +37,7 @@ from edlm.loading.specs import load_spec
 
 NAME = "edlm_likelihood_text8"
 LN2 = math.log(2)
-ENERGIES = {"AR": "ar:bundled:text8-small-ar", "coAR": "coar:bundled:text8-small-ar", "NCE": "nce:bundled:text8-small-nce"}
+ENERGIES = {"AR": "ar:{ar}", "coAR": "coar:{ar}", "NCE": "nce:{nce}"}  # energy spec templates
 
 
 def summary(terms: torch.Tensor, reference: torch.Tensor, length: int) -> dict:
@@ -56,6 +56,7 @@ def markdown(payload: dict) -> str:
              "(mean over rows, `bpc_se` its standard error); `vs_MDLM`: paired difference to the MDLM bound on "
              "the same rows; `pos_bits`: mean -log2 p(x0^i | xt) at the scored positions. Kind \"estimate\": "
              "not a bound.", "",
+             "Models: " + ", ".join(f"{k} `{v}`" for k, v in payload["models"].items()) + ".", "",
              f"AR exact NLL of the same sequences: **{payload['ar_exact_bpc']:.3f}** bits/char; MDLM bound on the "
              f"same rows: **{payload['mdlm']['bpc']:.3f}** +- {payload['mdlm']['bpc_se']:.3f} "
              f"(pos_bits {payload['mdlm']['pos_bits']:.3f}).", "",
@@ -78,11 +79,14 @@ def main() -> None:
     parser.add_argument("--draws", type=int, nargs="+", default=[16, 64, 256, 1024], help="proposal draws")
     parser.add_argument("--energies", nargs="+", default=list(ENERGIES), choices=list(ENERGIES))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--denoiser", default="bundled:text8-small-mdlm", help="model spec of the MDLM denoiser")
+    parser.add_argument("--ar", default="bundled:text8-small-ar", help="model spec of the AR model (AR and coAR energies)")
+    parser.add_argument("--nce", default="bundled:text8-small-nce", help="model spec of the NCE energy network")
     args = parser.parse_args()
     started = time.perf_counter()
-    denoiser = load_spec("bundled:text8-small-mdlm", device="cpu")
+    denoiser = load_spec(args.denoiser, device="cpu")
     model = denoiser.model
-    ar = load_spec("bundled:text8-small-ar", device="cpu").model
+    ar = load_spec(args.ar, device="cpu").model
     test = load_split(denoiser.config.data, "test")
     x0 = test[torch.linspace(0, len(test) - 1, args.rows).long(), : args.seq_len]
     g = torch.Generator().manual_seed(args.seed)
@@ -97,11 +101,12 @@ def main() -> None:
     mdlm_pos = -torch.log_softmax(logits.double(), -1)[torch.arange(args.rows), positions[:, 0], x0.gather(1, positions)[:, 0]]
     mdlm_terms = n_masked * mdlm_pos / t.double()
     payload = dict(rows=args.rows, seq_len=args.seq_len, seed=args.seed,
+                   models=dict(denoiser=args.denoiser, ar=args.ar, nce=args.nce),
                    ar_exact_bpc=float(edlm.nelbo(ar, x0).nats.mean()) / args.seq_len / LN2,
                    mdlm=dict(**summary(mdlm_terms, mdlm_terms, args.seq_len), pos_bits=float(mdlm_pos.mean()) / LN2),
                    table=[])
     for name in args.energies:
-        energy = load_energy_spec(ENERGIES[name], denoiser=model, device="cpu").energy
+        energy = load_energy_spec(ENERGIES[name].format(ar=args.ar, nce=args.nce), denoiser=model, device="cpu").energy
         for n in args.draws:
             start = time.perf_counter()
             pos_nll = rao_blackwell_nll(logits, x0, xt, positions, energy, t, n,
