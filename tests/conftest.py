@@ -1,5 +1,7 @@
 """Corpora that tests read from the data directory: a test whose corpus file is missing is skipped, or,
-when the environment variable CI is set, fails, so CI never passes by skipping them."""
+when the environment variable CI is set, fails, so CI never passes by skipping them. And no test may
+leave the process with another CPU thread count: the resume tests compare in-process training with
+subprocesses bit for bit, which holds only at equal thread counts."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 SHARED = Path(os.environ.get("EDLM_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 
@@ -33,3 +36,13 @@ def pytest_configure(config) -> None:
 def pytest_runtest_setup(item) -> None:
     for mark in item.iter_markers("corpus"):
         require_corpus(Path(mark.kwargs["path"]), mark.kwargs["what"])
+
+
+@pytest.fixture(autouse=True)
+def same_cpu_threads_after_each_test():
+    """Fail the test that changes torch's intra-op thread count without restoring it."""
+    before = torch.get_num_threads()
+    yield
+    after = torch.get_num_threads()
+    torch.set_num_threads(before)
+    assert after == before, f"the test left torch with {after} CPU threads instead of {before}"

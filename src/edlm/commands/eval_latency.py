@@ -177,31 +177,31 @@ def run(args) -> int:
 
     from edlm.metrics.latency import COLUMNS, latency_benchmark
     from edlm.reports.report import write_report
-    from edlm.util.device import select_device
+    from edlm.util.device import cpu_threads, select_device
     from edlm.util.outputs import check_output_path
 
     check_output_path(args.out, option="--out", kind="stem")
     methods = check_args(args)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = select_device(args.device)
-    denoiser, energy, ar_lm, seq_len, models = load_models(args, methods, device)
-    steps = int_list("--steps", args.steps) or [seq_len]
-    result = latency_benchmark(denoiser=denoiser if {"mdlm", "edlm"} & set(methods) else None, energy=energy,
-                               ar=ar_lm if "ar" in methods else None, mdlm="mdlm" in methods,
-                               num_samples=args.num_samples, seq_len=seq_len, steps=steps, k=int_list("--k", args.k),
-                               window=args.window, tau=args.tau, batch_size=args.batch_size or None,
-                               repeats=args.repeats, warmup=args.warmup, seed=args.seed, precision=args.precision,
-                               models=models, progress=True)
-    results = dict(num_samples=args.num_samples, seq_len=seq_len, steps=steps, repeats=args.repeats,
-                   warmup=args.warmup, random_init=args.random_init, **result.to_dict())
-    params = ", ".join(f"{name} {info['parameters']:,}" for name, info in models.items())
-    notes = (f"Wall time in seconds to generate {args.num_samples} sequences of {seq_len} tokens "
-             f"(batch {args.batch_size or args.num_samples}) on {result.device} ({result.precision}, "
-             f"{torch.get_num_threads()} CPU threads): median, min, max and IQR of {args.repeats} timed runs after "
-             f"{args.warmup} warm-up run(s). Passes per sample: full-length denoiser / AR-energy evaluations and "
-             f"one-token KV-cache AR steps. vs_ar = median / AR median. Parameters: {params}.")
-    json_path, md_path = write_report(args.out, "Generation latency", results, result.rows(), COLUMNS, notes)
-    print(md_path.read_text(), end="")
-    print(f"wrote {json_path} and {md_path}")
-    return 0
+    with cpu_threads(args.threads):  # restored afterwards: the command may run in-process
+        device = select_device(args.device)
+        denoiser, energy, ar_lm, seq_len, models = load_models(args, methods, device)
+        steps = int_list("--steps", args.steps) or [seq_len]
+        result = latency_benchmark(denoiser=denoiser if {"mdlm", "edlm"} & set(methods) else None, energy=energy,
+                                   ar=ar_lm if "ar" in methods else None, mdlm="mdlm" in methods,
+                                   num_samples=args.num_samples, seq_len=seq_len, steps=steps,
+                                   k=int_list("--k", args.k),
+                                   window=args.window, tau=args.tau, batch_size=args.batch_size or None,
+                                   repeats=args.repeats, warmup=args.warmup, seed=args.seed, precision=args.precision,
+                                   models=models, progress=True)
+        results = dict(num_samples=args.num_samples, seq_len=seq_len, steps=steps, repeats=args.repeats,
+                       warmup=args.warmup, random_init=args.random_init, **result.to_dict())
+        params = ", ".join(f"{name} {info['parameters']:,}" for name, info in models.items())
+        notes = (f"Wall time in seconds to generate {args.num_samples} sequences of {seq_len} tokens "
+                 f"(batch {args.batch_size or args.num_samples}) on {result.device} ({result.precision}, "
+                 f"{torch.get_num_threads()} CPU threads): median, min, max and IQR of {args.repeats} timed runs after "
+                 f"{args.warmup} warm-up run(s). Passes per sample: full-length denoiser / AR-energy evaluations and "
+                 f"one-token KV-cache AR steps. vs_ar = median / AR median. Parameters: {params}.")
+        json_path, md_path = write_report(args.out, "Generation latency", results, result.rows(), COLUMNS, notes)
+        print(md_path.read_text(), end="")
+        print(f"wrote {json_path} and {md_path}")
+        return 0

@@ -75,46 +75,46 @@ def run(args) -> int:
     from edlm.reports.provenance import git_revision
     from edlm.bench.text8 import Cache, load_models, run_jobs
     from edlm.bench.text8_report import write
-    from edlm.util.device import select_device
+    from edlm.util.device import cpu_threads, select_device
     from edlm.util.outputs import check_output_path
 
     check_output_path(args.out, option="--out", kind="stem")
     check_output_path(args.cache, option="--cache", kind="workdir")
     started = time.perf_counter()
     index, count = check_args(args)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    specs = {role: getattr(args, role) for role in ROLES}
-    models = load_models(specs, device=select_device(args.device), data_path=args.data,
-                         options={role: flag for role, (flag, _) in ROLES.items()})
-    num_test = models.test.shape[0]
-    require(args.max_sequences <= num_test, f"--max-sequences {args.max_sequences} exceeds the {num_test} test "
-            f"sequences; use at most {num_test}, or 0 for all.")
-    settings = Settings(steps=tuple(int_list("--steps", args.steps)),
-                        energies=tuple(e for e in args.energies.split(",") if e), ks=tuple(int_list("--k", args.k)),
-                        windows=args.window, num_samples=args.num_samples, seq_len=args.seq_len,
-                        ablation_steps=args.ablation_steps,
-                        ablation_ks=tuple(int_list("--ablation-k", args.ablation_k)),
-                        ablation_windows=args.ablation_window, table_sequences=args.max_sequences or num_test,
-                        num_t=args.num_t, num_z=args.num_z, full_num_t=args.full_num_t,
-                        reference_samples=args.reference_samples, seed=args.seed)
-    settings.check()
-    require(settings.seq_len <= models.mdlm.config.max_seq_len,
-            f"--seq-len {settings.seq_len} exceeds the models' max_seq_len={models.mdlm.config.max_seq_len}.")
-    cache = Cache(args.cache or cache_dir() / "text8-bench", models.fingerprints, settings)
-    results = run_jobs(models, settings, cache, shard=(index, count))
-    if results is None:
-        print("other shards still have pending jobs; run again without --shard once they finish to write the report")
+    with cpu_threads(args.threads):  # restored afterwards: the command may run in-process
+        specs = {role: getattr(args, role) for role in ROLES}
+        models = load_models(specs, device=select_device(args.device), data_path=args.data,
+                             options={role: flag for role, (flag, _) in ROLES.items()})
+        num_test = models.test.shape[0]
+        require(args.max_sequences <= num_test, f"--max-sequences {args.max_sequences} exceeds the {num_test} test "
+                f"sequences; use at most {num_test}, or 0 for all.")
+        settings = Settings(steps=tuple(int_list("--steps", args.steps)),
+                            energies=tuple(e for e in args.energies.split(",") if e), ks=tuple(int_list("--k", args.k)),
+                            windows=args.window, num_samples=args.num_samples, seq_len=args.seq_len,
+                            ablation_steps=args.ablation_steps,
+                            ablation_ks=tuple(int_list("--ablation-k", args.ablation_k)),
+                            ablation_windows=args.ablation_window, table_sequences=args.max_sequences or num_test,
+                            num_t=args.num_t, num_z=args.num_z, full_num_t=args.full_num_t,
+                            reference_samples=args.reference_samples, seed=args.seed)
+        settings.check()
+        require(settings.seq_len <= models.mdlm.config.max_seq_len,
+                f"--seq-len {settings.seq_len} exceeds the models' max_seq_len={models.mdlm.config.max_seq_len}.")
+        cache = Cache(args.cache or cache_dir() / "text8-bench", models.fingerprints, settings)
+        results = run_jobs(models, settings, cache, shard=(index, count))
+        if results is None:
+            print("other shards still have pending jobs; run again without --shard once they finish to write "
+                  "the report")
+            return 0
+        script = Path(sys.argv[0])
+        program = "edlm" if script.name == "edlm" else f"python {script.parent.name}/{script.name}"
+        meta = dict(command=" ".join([program, *sys.argv[1:]]),
+                    git_revision=git_revision(), specs=specs, fingerprints=models.fingerprints,
+                    machine=describe_machine(), threads=torch.get_num_threads(), test_sequences=models.test.shape[0],
+                    report_wall_s=time.perf_counter() - started)
+        for path in write(args.out, settings, results, meta):
+            print(f"wrote {path}")
         return 0
-    script = Path(sys.argv[0])
-    program = "edlm" if script.name == "edlm" else f"python {script.parent.name}/{script.name}"
-    meta = dict(command=" ".join([program, *sys.argv[1:]]),
-                git_revision=git_revision(), specs=specs, fingerprints=models.fingerprints,
-                machine=describe_machine(), threads=torch.get_num_threads(), test_sequences=models.test.shape[0],
-                report_wall_s=time.perf_counter() - started)
-    for path in write(args.out, settings, results, meta):
-        print(f"wrote {path}")
-    return 0
 
 
 def check_args(args) -> tuple[int, int]:

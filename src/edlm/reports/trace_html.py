@@ -43,7 +43,7 @@ nav { position: sticky; top: 0; background: #fff; padding: .4em 0; border-bottom
 .legend span.seq { display: inline; border: none; padding: 0 .2em; }
 """
 
-SCRIPT = """
+SCRIPT = r"""
 (function () {
   var steps = document.querySelectorAll("section.step"), at = document.getElementById("at");
   var all = document.getElementById("all"), pos = document.getElementById("pos");

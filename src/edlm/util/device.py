@@ -58,3 +58,16 @@ def amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 def autocast(dtype: torch.dtype | None, device: torch.device):
     """An autocast context for `dtype` on `device`, or a no-op context for None."""
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def cpu_threads(count: int | None):
+    """Run the body with `count` intra-op CPU threads (None or 0: leave the setting), restoring the
+    previous count afterwards, so a command run in-process (tests, notebooks) does not change its caller."""
+    before = torch.get_num_threads()
+    if count:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
