@@ -305,14 +305,14 @@ def test_bad_input_raises_edlm_error(toy):
     model = ExactScoreModel(toy, "absorb")
     with pytest.raises(EdlmError, match="predictor"):
         edlm.sample(model, 4, 3, 2, predictor="heun")
-    with pytest.raises(EdlmError, match="energy, k apply to masked diffusion denoisers only"):
-        edlm.sample(model, 4, 3, 2, energy=object(), k=2)
+    with pytest.raises(EdlmError, match="k, window apply to masked diffusion denoisers only"):
+        edlm.sample(model, 4, 3, 2, k=2, window=0.5)
     with pytest.raises(EdlmError, match="predictor= applies to score models only"):
         edlm.sample(ExactDenoiser(toy), 4, 3, 2, predictor="euler")
     with pytest.raises(EdlmError, match="steps=0"):
         edlm.sample(model, 4, 3, 0)
-    with pytest.raises(EdlmError, match="energy= corrects"):
-        edlm.nelbo(model, toy.sequences[:2], energy=object())
+    with pytest.raises(EdlmError, match="graph is 'uniform'; only an absorbing score model"):
+        edlm.nelbo(ExactScoreModel(toy, "uniform"), toy.sequences[:2], energy=object())
     with pytest.raises(EdlmError, match="num_t=0"):
         edlm.nelbo(model, toy.sequences[:2], num_t=0)
     bad_graph = ExactScoreModel(toy, "absorb")

@@ -19,9 +19,11 @@ from edlm.data import CORPORA
 from edlm.errors import EdlmError, require
 from edlm.models.config import ModelConfig
 from edlm.models.registry import KINDS
+from edlm.models.sedd import GRAPHS, NOISES
 from edlm.util.device import PRECISIONS
 
 LR_SCHEDULES = ("constant", "cosine")
+GLAUBER_LOSSES = ("exact", "seed")
 
 
 @dataclass
@@ -58,7 +60,15 @@ class TrainConfig:
     keep_last: checkpoints kept in out_dir/checkpoints (0 keeps all).
     init_from: a checkpoint spec whose weights start the run (NCE: the frozen denoiser).
     compile: run the trained model through `torch.compile` (compiled in place, so checkpoints, EMA
-    and state-dict names are those of the plain model); the first steps pay the compilation."""
+    and state-dict names are those of the plain model); the first steps pay the compilation.
+    graph, noise: the score-entropy (sedd) objective's graph, "absorb" or "uniform", and noise,
+    "loglinear" (with `eps`) or "geometric" (SEDD's sigma from 1e-4 to 20); the model trained records
+    them, so samplers and `edlm.nelbo` use the same (`edlm.diffusion.sedd`).
+    glauber_rounds, glauber_snapshots, glauber_loss: Glauber diffusion (`train.objective=glauber`,
+    `edlm.train.glauber_objective`): rounds N of the forward chain (T = N * data.seq_len steps),
+    snapshot times per chain (each one reverse-step loss), and the loss, "exact" (cross-entropy on the
+    pre-step token: the exact reverse) or "seed" (the score entropy of the last forward step's ratios,
+    whose optimum is the frozen model's own conditional)."""
 
     objective: str = "mdlm"
     steps: int = 1000
@@ -87,6 +97,11 @@ class TrainConfig:
     init_from: str = ""
     nce_negatives: int = 1
     nce_t_min: float = 0.0
+    graph: str = "absorb"
+    noise: str = "loglinear"
+    glauber_rounds: int = 1
+    glauber_snapshots: int = 8
+    glauber_loss: str = "exact"
     compile: bool = False
 
 
@@ -150,6 +165,10 @@ RULES = [
     *[("train", key, _between(0, 1)) for key in ("beta1", "beta2", "ema", "t_min", "nce_t_min")],
     ("train", "eps", _between(0, 1, low_open=True)),
     ("train", "compile", ((lambda v: isinstance(v, bool)), "true or false")),
+    ("train", "graph", _one_of(GRAPHS)),
+    ("train", "noise", _one_of(NOISES)),
+    *[("train", key, _at_least(1)) for key in ("glauber_rounds", "glauber_snapshots")],
+    ("train", "glauber_loss", _one_of(GLAUBER_LOSSES)),
 ]
 
 

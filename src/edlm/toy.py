@@ -73,13 +73,60 @@ class ExactDenoiser:
     def __call__(self, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """xt: Long[B, L] -> Float[B, L, V] log-marginals (used as logits)."""
         self.calls += 1
+        return self.log_marginals(xt).float()
+
+    def log_marginals(self, xt: torch.Tensor) -> torch.Tensor:
+        """xt: Long[B, L] -> Float64[B, L, V] log p(x0^i = v | xt)."""
         seqs = self.dist.sequences
         free = xt[:, None, :] == self.vocab_size
         consistent = ((seqs[None] == xt[:, None, :]) | free).all(-1)  # [B, N]
         weights = consistent.double() * self.dist.probs[None]
         onehot = torch.nn.functional.one_hot(seqs, self.vocab_size).double()  # [N, L, V]
         marginals = torch.einsum("bn,nlv->blv", weights, onehot) / weights.sum(-1)[:, None, None]
-        return marginals.log().float()
+        return marginals.log()
+
+
+def heat_bath_kernel(frozen: ToyDistribution, site: int) -> torch.Tensor:
+    """Float64[N, N]: the heat-bath step at `site` of the exact conditionals of `frozen`,
+    K[x, y] = frozen(y_site | x_{-site}) when y agrees with x off `site`, else 0 (rows sum to 1)."""
+    seqs, probs = frozen.sequences, frozen.probs
+    others = [i for i in range(frozen.seq_len) if i != site]
+    same_rest = (seqs[:, None, others] == seqs[None, :, others]).all(-1)  # [N, N]
+    weights = same_rest.double() * probs[None, :]
+    return weights / weights.sum(1, keepdim=True)
+
+
+def glauber_marginals(data: ToyDistribution, frozen: ToyDistribution, permutations: torch.Tensor) -> torch.Tensor:
+    """Float64[T + 1, N]: the marginals p_0 = data, p_s = p_{s-1} K_{j_s} of the Glauber forward chain
+    of `frozen`'s heat bath, T = N_rounds * L steps, step s = (n - 1) L + i updating site permutations[n-1, i-1]."""
+    marginals = [data.probs]
+    for site in permutations.reshape(-1).tolist():
+        marginals.append(marginals[-1] @ heat_bath_kernel(frozen, site))
+    return torch.stack(marginals)
+
+
+class ScheduledDenoiser:
+    """Denoiser protocol whose logits at time t = s / T are the exact posterior marginals of p_{s-1}
+    (row s - 1 of `marginals`: Float64[T + 1, N]) given the visible positions: with one masked site the
+    exact reverse conditional of Glauber diffusion's step s. Float64 log-probabilities as logits."""
+
+    time_conditioned = True
+
+    def __init__(self, marginals: torch.Tensor, vocab_size: int, seq_len: int) -> None:
+        self.denoisers = [ExactDenoiser(ToyDistribution(vocab_size, seq_len, p)) for p in marginals[:-1]]
+        self.steps = marginals.shape[0] - 1
+        self.vocab_size = vocab_size
+        self.calls = 0
+
+    def __call__(self, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """xt: Long[B, L], t: Float[B] with t * T an integer in [1, T] -> Float64[B, L, V]."""
+        self.calls += 1
+        s = (t.double() * self.steps).round().long().cpu()
+        out = torch.empty((*xt.shape, self.vocab_size), dtype=torch.float64)
+        for value in s.unique().tolist():
+            rows = (s == value).nonzero().squeeze(1)
+            out[rows] = self.denoisers[value - 1].log_marginals(xt.cpu()[rows])
+        return out
 
 
 class FactorisedDenoiser:

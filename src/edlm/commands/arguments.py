@@ -36,14 +36,15 @@ def check_sampler_args(args) -> None:
         parse_energy_spec(args.energy, "--energy")
 
 
-def load_denoiser(spec: str, *, device, ema: bool = True):
-    """The `LoadedModel` of a masked diffusion model spec (`edlm.loading.specs`), with a known tokenizer
-    that fits its vocabulary; EdlmError otherwise."""
+def load_denoiser(spec: str, *, device, ema: bool = True, score: bool = False):
+    """The `LoadedModel` of a masked diffusion model spec (`edlm.loading.specs`), or with score=True also
+    of a score model (SEDD), with a known tokenizer that fits its vocabulary; EdlmError otherwise."""
     from edlm.data.tokenizers import check_vocab
     from edlm.errors import require
     from edlm.loading.specs import load_spec
 
-    loaded = load_spec(spec, device=device, ema=ema, role="denoiser", what="--denoiser")
+    loaded = load_spec(spec, device=device, ema=ema, role=("denoiser", "score") if score else "denoiser",
+                       what="--denoiser")
     require(loaded.tokenizer is not None, f"--denoiser {spec!r} has no known tokenizer; save its tokenizer "
             "(tokenizer.json) in the checkpoint directory.")
     check_vocab(loaded.tokenizer, loaded.model.vocab_size)

@@ -1,8 +1,9 @@
 """`edlm eval nll MODEL --out STEM`: likelihood of a data split under a trained model.
 
 Prints nats per token, bits per token (BPC for character models) and perplexity, and writes them to
-STEM.json and STEM.md. For a diffusion model these are Monte Carlo estimates of the MDLM NELBO, i.e.
-upper bounds on the true NLL; for an autoregressive model they are exact.
+STEM.json and STEM.md. For a diffusion model these are Monte Carlo estimates of the MDLM NELBO (a
+SEDD score model: of its score-entropy bound), i.e. upper bounds on the true NLL; for an
+autoregressive model they are exact.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import dataclasses
 
 COLUMNS = ["model", "split", "nats_per_token", "stderr", "bits_per_token", "ppl", "num_sequences", "num_tokens",
            "kind"]
-KIND_WORDS = {"upper_bound": "upper bounds (MDLM NELBO, Monte Carlo over t)", "exact": "exact (autoregressive NLL)"}
+KIND_WORDS = {"upper_bound": "upper bounds (MDLM NELBO or SEDD score-entropy bound, Monte Carlo over t)",
+              "exact": "exact (autoregressive NLL)"}
 
 
 def register(subparsers) -> None:
@@ -52,7 +54,8 @@ def run(args) -> int:
     require(args.max_sequences >= 0, f"--max-sequences {args.max_sequences} must be >= 0 (0 means all).")
     require(parse_model_spec(args.model, "MODEL")[0] != "hf", f"MODEL {args.model!r} carries no edlm data config, "
             "so its corpus is unknown; use edlm eval zeroshot for hf: models.")
-    loaded = load_spec(args.model, device=args.device, ema=not args.no_ema, role=("denoiser", "causal"), what="MODEL")
+    loaded = load_spec(args.model, device=args.device, ema=not args.no_ema, role=("denoiser", "score", "causal"),
+                       what="MODEL")
     model, cfg = loaded.model, loaded.config
     data_cfg = cfg.data if args.data is None else dataclasses.replace(cfg.data, path=args.data)
     data = load_split(data_cfg, args.split)

@@ -4,7 +4,12 @@ diffusion model (any model spec of `edlm.loading.specs`: a checkpoint, a `pretra
 checkpoint such as `hf:kuleshov-group/mdlm-owt`), optionally with EDLM importance-sampled denoising
 under an energy (`ar:MODEL`, `coar:MODEL` or `nce:MODEL`, see `edlm.loading.energy_specs`), or
 (`--sampler glauber`) run Glauber dynamics with the AR model of `--energy ar:MODEL` as the target and
-the denoiser as the infill proposal. Options of the other sampler are refused, and so is an
+the denoiser as the infill proposal. A SEDD score model as `--denoiser` (`edlm train ...
+train.objective=sedd`, or `hf:louaaron/sedd-small`) is sampled by SEDD's sampler with `--predictor
+analytic` or `euler`, or, with `--energy` (absorbing graph), is the proposal of the EDLM sampler.
+`--sampler glauber-diffusion` samples a Glauber diffusion model (a UL2-style `--denoiser`, trained by
+`train.objective=glauber`): causal generation, then the learned reverse steps over `--rounds` rounds
+(`edlm.commands.glauber_diffusion_options`). Options of the other sampler are refused, and so is an
 `--energy` that could not take effect (`--k 1` or `--window 0`).
 
 Each JSONL line holds `index`, `ids` (token ids), `text` (decoded), `seed`, where the sample came from
@@ -24,6 +29,9 @@ import json
 from pathlib import Path
 
 from edlm.commands.arguments import DEFAULT_DENOISER, check_sampler_args, load_denoiser
+from edlm.commands.glauber_diffusion_options import (
+    SAMPLER as GLAUBER_DIFFUSION, check_glauber_diffusion_applicable, glauber_diffusion_settings, load_glauber_model,
+    resolve_rounds, run_glauber_diffusion)
 from edlm.commands.glauber_options import (
     GLAUBER_DEFAULTS, GLAUBER_FLAGS, add_glauber_arguments, check_glauber_args, glauber_sample_fields, glauber_settings,
     run_glauber_from_args)
@@ -44,7 +52,8 @@ def register(subparsers) -> None:
     parser.add_argument("--denoiser", default=DEFAULT_DENOISER,
                         help="diffusion model: an edlm run dir, checkpoint dir or ckpt:PATH; a pretrained dir "
                              "(pretrained:DIR_OR_ID); a model bundled with edlm (bundled:NAME); or hf:ID_OR_PATH, "
-                             "an MDLM hub checkpoint such as hf:kuleshov-group/mdlm-owt (GPT-2 tokenizer) "
+                             "an MDLM hub checkpoint such as hf:kuleshov-group/mdlm-owt (GPT-2 tokenizer); a masked "
+                             "diffusion (mdlm) or SEDD score model (sedd, hf:louaaron/sedd-small) "
                              f"(default: {DEFAULT_DENOISER}, a small text8 MDLM)")
     parser.add_argument("--energy", default=None,
                         help="ar:MODEL, the AR energy of a causal LM; coar:MODEL, the carry-over AR energy (AR terms "
@@ -75,9 +84,15 @@ def register(subparsers) -> None:
                              "the sequence after each step with masked, revealed and remasked positions marked, and "
                              "inside the --window the --k candidates with their energies, importance weights and "
                              "effective sample size (--sampler mdlm only)")
-    parser.add_argument("--sampler", choices=["mdlm", "glauber"], default="mdlm",
+    parser.add_argument("--sampler", choices=["mdlm", "glauber", GLAUBER_DIFFUSION], default="mdlm",
                         help="mdlm: the (EDLM) diffusion sampler; glauber: causal generation by the --energy "
-                             "AR model, then Glauber rounds with the denoiser as infill proposal (default mdlm)")
+                             "AR model, then Glauber rounds with the denoiser as infill proposal; "
+                             "glauber-diffusion: a Glauber diffusion model (train.objective=glauber) as --denoiser, "
+                             "its causal generation then --rounds rounds of its learned reverse steps (--block sites "
+                             "per call) (default mdlm)")
+    parser.add_argument("--predictor", choices=["analytic", "euler"], default=None,
+                        help="SEDD's predictor for a score-model --denoiser without --energy: analytic (Tweedie "
+                             "tau-leaping) or euler (default analytic; masked diffusion models refuse it)")
     add_adaptive_arguments(parser)
     add_glauber_arguments(parser)
     parser.set_defaults(func=run)
@@ -119,10 +134,15 @@ def check_applicable(args) -> None:
     of the options the user left out (their parser default is None)."""
     from edlm.errors import require
 
-    if args.sampler == "glauber":
+    defaults = {**MDLM_DEFAULTS, **GLAUBER_DEFAULTS}
+    if args.sampler in ("glauber", GLAUBER_DIFFUSION):
         given = [flag for dest, flag in MDLM_FLAGS.items() if getattr(args, dest) is not None]
         require(not given, f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to --sampler mdlm only; "
-                "drop it with --sampler glauber.")
+                f"drop it with --sampler {args.sampler}.")
+    if args.sampler == GLAUBER_DIFFUSION:
+        check_glauber_diffusion_applicable(args)
+        del defaults["rounds"]  # the model's own rounds, known once it is loaded (resolve_rounds)
+    elif args.sampler == "glauber":
         require(args.parallel_test is None or (args.parallel or 1) > 1,
                 f"--parallel-test {args.parallel_test} applies with --parallel 2 or more only; drop it or raise --parallel.")
     else:
@@ -134,9 +154,38 @@ def check_applicable(args) -> None:
                     f"{MDLM_FLAGS[dest]} needs --remasking cap, rescale or conf; add it or drop {MDLM_FLAGS[dest]}.")
         require(args.unmasking_noise is None or args.unmasking not in (None, "random"),
                 "--unmasking-noise applies to --unmasking confidence, margin or entropy only; add one or drop it.")
-    for dest, value in {**MDLM_DEFAULTS, **GLAUBER_DEFAULTS}.items():
+    for dest, value in defaults.items():
         if getattr(args, dest) is None:
             setattr(args, dest, value)
+
+
+def mdlm_flags_given(args) -> list[str]:
+    """The options of the mdlm sampler on the command line (before `check_applicable` fills defaults)."""
+    return [flag for dest, flag in MDLM_FLAGS.items() if getattr(args, dest) is not None]
+
+
+def check_model_kind(args, score: bool, mdlm_given: list[str]) -> None:
+    """Refuse what does not apply to the loaded --denoiser (one sentence), then default --predictor.
+
+    A masked diffusion model takes no --predictor. A score model (SEDD) takes no --sampler glauber;
+    without --energy SEDD's sampler runs, which takes none of the mdlm sampler's options
+    (`mdlm_given`); with --energy it is the EDLM sampler's proposal, and --predictor does not apply."""
+    from edlm.errors import require
+
+    if not score:
+        require(args.predictor is None, f"--predictor applies to a score model (SEDD) --denoiser only, and "
+                f"{args.denoiser!r} is a masked diffusion model; drop --predictor.")
+        return
+    require(args.sampler == "mdlm", f"--sampler {args.sampler} needs a masked diffusion --denoiser, and "
+            f"{args.denoiser!r} is a score model (SEDD); drop --sampler {args.sampler}.")
+    if args.energy is not None:
+        require(args.predictor is None, "--predictor selects SEDD's sampler, but with --energy the score model is the "
+                "proposal of the EDLM sampler; drop --predictor or --energy.")
+        return
+    require(not mdlm_given, f"{', '.join(mdlm_given)} {'applies' if len(mdlm_given) == 1 else 'apply'} to the mdlm "
+            f"sampler only, and a score model (SEDD) --denoiser without --energy is sampled by SEDD's --predictor; "
+            "drop it.")
+    args.predictor = args.predictor or "analytic"
 
 
 def check_args(args) -> None:
@@ -155,7 +204,7 @@ def check_args(args) -> None:
         check_glauber_args(args)
         require(args.energy is not None and parse_energy_spec(args.energy, "--energy")[0] == "ar",
                 f"--sampler glauber needs the target AR model as --energy ar:MODEL, not {args.energy!r}.")
-    else:
+    elif args.sampler != GLAUBER_DIFFUSION:
         require(0.0 <= args.eta <= 1.0, f"--eta {args.eta} must lie in [0, 1].")
         require(args.unmasking_noise >= 0, f"--unmasking-noise {args.unmasking_noise} must be at least 0.")
         require(args.temperature > 0, f"--temperature {args.temperature} must be positive.")
@@ -212,11 +261,18 @@ def run(args) -> int:
 
     check_output_path(args.out, option="--out", kind="file")
     check_output_path(args.trace, option="--trace", kind="file")
+    mdlm_given = mdlm_flags_given(args)
     check_args(args)
     with runtime(args.device) as rt:
-        loaded_denoiser = load_denoiser(args.denoiser, device=rt.device, ema=not args.no_ema)
+        loaded_denoiser = (load_glauber_model(args.denoiser, device=rt.device, ema=not args.no_ema)
+                           if args.sampler == GLAUBER_DIFFUSION else
+                           load_denoiser(args.denoiser, device=rt.device, ema=not args.no_ema, score=True))
         denoiser, tokenizer = loaded_denoiser.model, loaded_denoiser.tokenizer
+        check_model_kind(args, loaded_denoiser.role == "score", mdlm_given)
+        sedd_sampler = loaded_denoiser.role == "score" and args.energy is None
         seq_len = args.seq_len or loaded_denoiser.seq_len
+        if args.sampler == GLAUBER_DIFFUSION:
+            args.rounds = resolve_rounds(args, loaded_denoiser, seq_len)
         steps = args.steps or seq_len
         context = max_seq_len(denoiser) if args.block_size else None
         if context is None or seq_len <= context:
@@ -244,12 +300,17 @@ def run(args) -> int:
                                                      prefix=prefix, generator=generator, batch_size=args.batch_size,
                                                      progress=rt.is_main)
                 extras = glauber_sample_fields(gstats)
+            elif args.sampler == GLAUBER_DIFFUSION:
+                mine = run_glauber_diffusion(denoiser, rounds=args.rounds, block=args.block, num_samples=block.numel(),
+                                             seq_len=seq_len, prefix=prefix, generator=generator,
+                                             batch_size=args.batch_size, progress=rt.is_main)
+                extras = [{} for _ in range(block.numel())]
             else:
-                mine, stats = sample(denoiser, block.numel(), seq_len, steps, energy=energy, k=args.k,
-                                          window=args.window, tau=args.tau, prefix=prefix, generator=generator,
-                                          **adaptive_options(args, context),
-                                          batch_size=args.batch_size, return_stats=True, progress=rt.is_main,
-                                          trace=trace)
+                options = (dict(predictor=args.predictor) if sedd_sampler else
+                           dict(energy=energy, k=args.k, window=args.window, tau=args.tau, trace=trace,
+                                **adaptive_options(args, context)))
+                mine, stats = sample(denoiser, block.numel(), seq_len, steps, prefix=prefix, generator=generator,
+                                     batch_size=args.batch_size, return_stats=True, progress=rt.is_main, **options)
                 extras = [dict(ess_mean=None if e != e else e) for e in stats.ess.nanmean(dim=1).tolist()]
         part = [(int(i), ids, extra) for i, ids, extra in zip(block, mine.cpu().tolist(), extras)]
         if rt.distributed:
@@ -263,6 +324,10 @@ def run(args) -> int:
                             prefix=args.prefix, world_size=rt.world_size)
             if args.sampler == "glauber":
                 settings.update(glauber_settings(args))
+            elif args.sampler == GLAUBER_DIFFUSION:
+                settings.update(glauber_diffusion_settings(args.rounds, args.block))
+            elif sedd_sampler:
+                settings.update(sampler="sedd", steps=steps, predictor=args.predictor)
             else:
                 settings.update(sampler="mdlm", steps=steps, k=args.k, window=args.window, tau=args.tau,
                                 **adaptive_options(args, context, record=True))

@@ -1,7 +1,8 @@
 """Likelihood of sequences under a model: `edlm.nelbo` and whole-split BPC / PPL.
 
 - A causal LM (anything with `token_logprobs`) gets its exact NLL, kind `"exact"`.
-- A score model (it has `graph`) gets the score-entropy bound of `edlm.likelihood.sedd`, kind `"upper_bound"`.
+- A score model (it has `graph`) gets the score-entropy bound of `edlm.likelihood.sedd`, kind `"upper_bound"`;
+  with an energy (absorbing graph only), the EDLM estimators over its denoiser (`ScoreDenoiser`).
 - A denoiser gets the MDLM continuous-time NELBO, kind `"upper_bound"`:
   `NELBO(x0) = E_{t ~ U(0,1]} E_{xt ~ q(.|x0)} [ (1/t) sum_{i masked} -log mu^i(x0^i | xt) ]`
   with masking probability t (the log-linear schedule with alpha_1 = 0). The time integral does not
@@ -18,6 +19,7 @@ import torch
 
 from edlm.diffusion.process import forward_mask, masked_token_nll
 from edlm.diffusion.schedules import LogLinearSchedule, antithetic_times
+from edlm.diffusion.sedd.adapter import ScoreDenoiser
 from edlm.diffusion.sedd.protocol import is_score_model
 from edlm.errors import require
 from edlm.likelihood.energy import energy_nelbo
@@ -73,8 +75,9 @@ def nelbo(model, x0: torch.Tensor, *, energy=None, num_t: int = 16, num_z: int =
     vocab = model.vocab_size
     require(int(x0.min()) >= 0 and int(x0.max()) < vocab,
             f"x0 holds ids outside [0, {vocab}); pass data token ids of the model's vocabulary.")
-    if is_score_model(model):
-        require(energy is None, "energy= corrects a masked diffusion denoiser; drop it for a score model.")
+    if is_score_model(model) and energy is not None:
+        model = ScoreDenoiser(model)  # EDLM over the absorbing score model's denoiser (refuses the uniform graph)
+    elif is_score_model(model):
         return sedd_nelbo(model, x0.to(module_device(model)), num_t=num_t, generator=generator, batch_size=batch_size,
                           progress=progress)
     if energy is not None:

@@ -32,14 +32,13 @@ import math
 import torch
 
 from edlm.diffusion.schedules import antithetic_times
+from edlm.diffusion.sedd.adapter import T_MAX
 from edlm.diffusion.sedd.loss import dwdse
 from edlm.diffusion.sedd.noise import LogLinearNoise
 from edlm.diffusion.sedd.protocol import score_model_parts
 from edlm.errors import require
 from edlm.likelihood.result import NelboResult
 from edlm.util.progress import progress_bar
-
-T_MAX = 1.0 - 2.0 ** -24  # the largest float32 below 1: sigma_bar stays finite when it reaches inf at t = 1
 
 
 def bound_noise(graph, noise) -> tuple[LogLinearNoise, float]:

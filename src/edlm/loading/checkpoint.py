@@ -35,7 +35,7 @@ from torch import nn
 from edlm.config import RunConfig, read_run_json
 from edlm.errors import EdlmError, require
 from edlm.loading.integrity import check_file
-from edlm.models import build_model
+from edlm.loading.pretrained import build_run_model
 from edlm.util.device import select_device
 
 FORMAT = "edlm-checkpoint"
@@ -128,6 +128,6 @@ def load_model(path, *, ema: bool = True, device=None) -> tuple[nn.Module, RunCo
     """
     ckpt = read_checkpoint(path)
     kind = "ema" if ema else "model"
-    model = build_model(ckpt.config.model, ckpt.config.train.objective)
+    model = build_run_model(ckpt.config)
     load_weights_into(model, ckpt.tensors(kind), ckpt, kind)
     return model.to(device if device is not None else select_device()).eval(), ckpt.config

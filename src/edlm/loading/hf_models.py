@@ -1,10 +1,12 @@
 """`hf:ID_OR_PATH` model specs: a Hugging Face checkpoint (local directory or hub id).
 
 Its config.json decides how it loads: an MDLM checkpoint (`model_type: mdlm`, or architecture `MDLM`:
-the kuleshov-group/mdlm layout) as an edlm `MaskedDiffusionLM` through `edlm.loading.mdlm_hub`;
-anything else as a causal LM through `edlm.models.hf.HFCausalLM`. An MDLM checkpoint's tokenizer is
-the one saved beside it when there is one, else edlm's `gpt2` tokenizer when its data vocabulary has
-GPT-2's 50,257 ids (as mdlm-owt), else unknown (None).
+the kuleshov-group/mdlm layout) as an edlm `MaskedDiffusionLM` through `edlm.loading.mdlm_hub`; a
+SEDD checkpoint (a Hydra config with `tokens`, `graph` and `model`: louaaron/sedd-small) as an edlm
+`SEDDScoreModel` through `edlm.loading.sedd_hub`; anything else as a causal LM through
+`edlm.models.hf.HFCausalLM`. An MDLM or SEDD checkpoint's tokenizer is the one saved beside it when
+there is one, else edlm's `gpt2` tokenizer when its data vocabulary has GPT-2's 50,257 ids (as
+mdlm-owt and sedd-small), else unknown (None).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 from pathlib import Path
 
 from edlm.loading.mdlm_hub import load_mdlm_hub
+from edlm.loading.sedd_hub import is_sedd_config, load_sedd_hub
 from edlm.models.hf import HFCausalLM
 
 GPT2_VOCAB = 50257
@@ -47,8 +50,8 @@ def is_mdlm_config(raw: dict | None) -> bool:
 
 
 def mdlm_tokenizer(id_or_path: str, vocab_size: int):
-    """The tokenizer of an MDLM hub checkpoint: one saved in its local directory, else edlm's `gpt2` when
-    the data vocabulary is GPT-2's; None when neither applies."""
+    """The tokenizer of an MDLM or SEDD hub checkpoint: one saved in its local directory, else edlm's `gpt2`
+    when the data vocabulary is GPT-2's; None when neither applies."""
     from edlm.data import build_tokenizer
 
     path = Path(id_or_path).expanduser()
@@ -61,8 +64,10 @@ def mdlm_tokenizer(id_or_path: str, vocab_size: int):
 
 def load_hf(id_or_path: str, *, device, dtype=None, trust_remote_code: bool = False):
     """(model in eval mode, its tokenizer or None, its sequence length or None) of an `hf:` checkpoint."""
-    if is_mdlm_config(hf_config_json(id_or_path)):
-        model = load_mdlm_hub(id_or_path, device=device, dtype=dtype)
+    raw = hf_config_json(id_or_path)
+    if is_mdlm_config(raw) or is_sedd_config(raw):
+        load = load_mdlm_hub if is_mdlm_config(raw) else load_sedd_hub
+        model = load(id_or_path, device=device, dtype=dtype)
         return model, mdlm_tokenizer(id_or_path, model.vocab_size), model.config.max_seq_len
     lm = HFCausalLM.from_pretrained(id_or_path, trust_remote_code=trust_remote_code, dtype=dtype, device=device)
     return lm.eval(), lm.tokenizer, lm.max_length

@@ -11,6 +11,9 @@ over the data vocabulary (see docs/mdlm-hub-mapping.md for the table and where e
 - `mdlm_model_config(config_json)`: MDLMConfig fields -> `ModelConfig`.
 - `map_mdlm_state_dict(state, config)`: strict mapping; every source tensor used, every target filled.
 
+SEDD's checkpoints share the DIT layout; `edlm.loading.sedd_hub` maps them with the pieces here
+(`check_layout`, `load_mapped`, `read_mdlm_checkpoint`, `resolve_hub_dir`, `torch_dtype`).
+
 Their vocabulary includes the mask token as its last id (MDLM appends it to GPT-2's 50257 ids), so
 their `vocab_size` 50258 is edlm's V = 50257 with mask id V. Their output layer has V + 1 rows; MDLM's
 SUBS parameterisation sets the mask logit to -inf, so the mask row is dropped and edlm outputs V logits.
@@ -23,6 +26,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from edlm.errors import EdlmError, require
 from edlm.models.config import ModelConfig
@@ -38,6 +42,7 @@ HUB_PATTERNS = ["config.json", "model.safetensors", "model.safetensors.index.jso
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
           "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
 _REQUIRED = ("vocab_size", "hidden_dim", "n_blocks", "n_heads", "cond_dim", "model_length")
+EXAMPLES = {"MDLM": "kuleshov-group/mdlm-owt", "SEDD": "louaaron/sedd-small"}  # a hub id of each family, for messages
 
 
 def mdlm_model_config(hf_config: Mapping) -> ModelConfig:
@@ -128,29 +133,10 @@ def map_mdlm_state_dict(state: Mapping[str, torch.Tensor], config: ModelConfig,
     table that is not MDLM's. Values are not copied: the result holds the source tensors (the two
     output-layer tensors as slices without the mask row).
     """
-    prefixed = any(k.startswith(SOURCE_PREFIX) for k in state)
-    outside = [k for k in state if prefixed and not k.startswith(SOURCE_PREFIX)]
-    names = {(k[len(SOURCE_PREFIX):] if prefixed else k): k for k in state if k not in outside}
     table = mdlm_key_map(config)
-    missing = [k for k in table if k not in names and k != INV_FREQ]
-    unexpected = outside + [names[k] for k in names if k not in table]
-    wrong = [f"{names[k]} {tuple(state[names[k]].shape)} (expected {table[k][1]})"
-             for k in names if k in table and tuple(state[names[k]].shape) != table[k][1]]
-    problems = ([f"missing {_listing([(SOURCE_PREFIX if prefixed else '') + k for k in missing])}"]
-                if missing else [])
-    problems += [f"unexpected {_listing(unexpected)}"] if unexpected else []
-    problems += [f"wrong shapes {_listing(wrong)}"] if wrong else []
-    require(not problems, f"{source} does not match the MDLM layout of config.json (vocab_size="
-            f"{config.vocab_size + 1}, hidden_dim={config.d_model}, n_heads={config.n_heads}, "
-            f"n_blocks={config.n_layers}, cond_dim={config.cond_dim}): {'; '.join(problems)}; "
-            "use the config.json that was saved with these weights.")
-    if INV_FREQ in names and not state[names[INV_FREQ]].is_meta:
-        stored = state[names[INV_FREQ]].detach().cpu()
-        head_dim = config.d_model // config.n_heads
-        expected = 1.0 / (ROPE_BASE ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
-        require(torch.allclose(stored.float(), expected.to(stored.dtype).float(), rtol=1e-6, atol=0.0),
-                f"{names[INV_FREQ]} in {source} is not MDLM's rotary table 1/{ROPE_BASE:g}^(2i/{head_dim}); "
-                "this checkpoint uses another rotary base or layout and cannot be mapped exactly.")
+    layout = (f"the MDLM layout of config.json (vocab_size={config.vocab_size + 1}, hidden_dim={config.d_model}, "
+              f"n_heads={config.n_heads}, n_blocks={config.n_layers}, cond_dim={config.cond_dim})")
+    names = check_layout(state, table, config, source=source, layout=layout, family="MDLM")
     v = config.vocab_size
     mapped = {}
     for name, (target, _) in table.items():
@@ -161,37 +147,67 @@ def map_mdlm_state_dict(state: Mapping[str, torch.Tensor], config: ModelConfig,
     return mapped
 
 
-def load_mapped(model: MaskedDiffusionLM, mapped: Mapping[str, torch.Tensor]) -> None:
+def check_layout(state: Mapping[str, torch.Tensor], table: Mapping[str, tuple[str | None, tuple[int, ...]]],
+                 config: ModelConfig, *, source: str, layout: str, family: str) -> dict[str, str]:
+    """{source name in `table`: its key in `state`} after the strict checks of a DIT state dict (MDLM's
+    and SEDD's share the layout): keys with the `backbone.` prefix or none, every tensor of `table`
+    present (the rotary buffer may be absent) with its shape, nothing else, and a rotary buffer equal
+    to the DIT's table. `layout` (the expected layout in words) and `family` name them in the EdlmError."""
+    prefixed = any(k.startswith(SOURCE_PREFIX) for k in state)
+    outside = [k for k in state if prefixed and not k.startswith(SOURCE_PREFIX)]
+    names = {(k[len(SOURCE_PREFIX):] if prefixed else k): k for k in state if k not in outside}
+    missing = [k for k in table if k not in names and k != INV_FREQ]
+    unexpected = outside + [names[k] for k in names if k not in table]
+    wrong = [f"{names[k]} {tuple(state[names[k]].shape)} (expected {table[k][1]})"
+             for k in names if k in table and tuple(state[names[k]].shape) != table[k][1]]
+    problems = ([f"missing {_listing([(SOURCE_PREFIX if prefixed else '') + k for k in missing])}"]
+                if missing else [])
+    problems += [f"unexpected {_listing(unexpected)}"] if unexpected else []
+    problems += [f"wrong shapes {_listing(wrong)}"] if wrong else []
+    require(not problems, f"{source} does not match {layout}: {'; '.join(problems)}; "
+            "use the config.json that was saved with these weights.")
+    if INV_FREQ in names and not state[names[INV_FREQ]].is_meta:
+        stored = state[names[INV_FREQ]].detach().cpu()
+        head_dim = config.d_model // config.n_heads
+        expected = 1.0 / (ROPE_BASE ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+        require(torch.allclose(stored.float(), expected.to(stored.dtype).float(), rtol=1e-6, atol=0.0),
+                f"{names[INV_FREQ]} in {source} is not {family}'s rotary table 1/{ROPE_BASE:g}^(2i/{head_dim}); "
+                "this checkpoint uses another rotary base or layout and cannot be mapped exactly.")
+    return names
+
+
+def load_mapped(model: nn.Module, mapped: Mapping[str, torch.Tensor], family: str = "MDLM") -> None:
     """Copy `mapped` into `model`, refusing unless it fills every tensor of the model exactly."""
     own = model.state_dict()
     unfilled = [k for k in own if k not in mapped]
     extra = [k for k in mapped if k not in own]
     wrong = [k for k in mapped if k in own and mapped[k].shape != own[k].shape]
     require(not (unfilled or extra or wrong),
-            f"the MDLM mapping does not fit edlm's MaskedDiffusionLM (unfilled: {_listing(unfilled)}; "
+            f"the {family} mapping does not fit edlm's {type(model).__name__} (unfilled: {_listing(unfilled)}; "
             f"extra: {_listing(extra)}; wrong shapes: {_listing(wrong)}); the backbone has changed, so "
-            "update edlm/loading/mdlm_hub.py.")
+            f"update edlm/loading/{family.lower()}_hub.py.")
     model.load_state_dict(dict(mapped), strict=True)
 
 
-def read_mdlm_checkpoint(directory: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
-    """(config.json as a dict, state dict on CPU) of a local checkpoint directory.
+def read_mdlm_checkpoint(directory: str | Path, family: str = "MDLM") -> tuple[dict, dict[str, torch.Tensor]]:
+    """(config.json as a dict, state dict on CPU) of a local checkpoint directory of `family` (MDLM or
+    SEDD: both are a config.json beside Hugging Face weight files).
 
     Weights come from `model.safetensors`, a sharded `model.safetensors.index.json`, or (only when no
     safetensors exist) `pytorch_model.bin` through `torch.load(weights_only=True)`; nothing is unpickled.
     """
     directory = Path(directory)
-    require(directory.is_dir(), f"MDLM checkpoint {str(directory)!r} is not a directory; pass a directory "
-            "with config.json and model.safetensors, or a hub id such as kuleshov-group/mdlm-owt.")
+    require(directory.is_dir(), f"{family} checkpoint {str(directory)!r} is not a directory; pass a directory "
+            f"with config.json and model.safetensors, or a hub id such as {EXAMPLES[family]}.")
     config_path = directory / "config.json"
-    require(config_path.is_file(), f"{str(directory)!r} has no config.json; an MDLM checkpoint directory "
-            "holds config.json and model.safetensors.")
+    require(config_path.is_file(), f"{str(directory)!r} has no config.json; {family} checkpoint directories "
+            "hold config.json and model.safetensors.")
     try:
         hf_config = json.loads(config_path.read_text())
     except (OSError, ValueError) as err:
         raise EdlmError(f"could not read {config_path}: {err}; the file must be the JSON saved with the "
                         "checkpoint.") from err
-    require(isinstance(hf_config, dict), f"{config_path} holds no JSON object; it must be MDLM's config.json.")
+    require(isinstance(hf_config, dict), f"{config_path} holds no JSON object; it must be {family}'s config.json.")
     found = [name for name in WEIGHT_FILES if (directory / name).is_file()]
     require(bool(found), f"{str(directory)!r} has none of {', '.join(WEIGHT_FILES)}; download the "
             "checkpoint's weights into it.")
@@ -209,7 +225,7 @@ def read_mdlm_checkpoint(directory: str | Path) -> tuple[dict, dict[str, torch.T
         raise EdlmError(f"could not read the weights in {path}: {str(err).splitlines()[0] if str(err) else err!r}"
                         "; the file is corrupt or not a plain state dict, so download it again.") from err
     require(isinstance(state, dict) and all(isinstance(t, torch.Tensor) for t in state.values()),
-            f"{path} does not hold a flat state dict of tensors; it is not an MDLM checkpoint.")
+            f"{path} does not hold a flat state dict of tensors, as {family} checkpoints do; pass one of them.")
     return hf_config, state
 
 
@@ -235,15 +251,16 @@ def _read_shards(directory: Path, index: dict) -> dict[str, torch.Tensor]:
     return state
 
 
-def _resolve(id_or_path: str | Path, revision: str | None) -> Path:
-    """A local checkpoint directory: the path itself, or a snapshot of the hub repo `id_or_path`."""
+def resolve_hub_dir(id_or_path: str | Path, revision: str | None, family: str = "MDLM") -> Path:
+    """A local checkpoint directory: the path itself, or a snapshot of the hub repo `id_or_path`
+    (config.json and the weight files only)."""
     path = Path(id_or_path).expanduser()
     if path.exists():
         return path
     text = str(id_or_path)
     require(text.count("/") == 1 and not text.startswith((".", "/", "~")) and " " not in text,
-            f"MDLM checkpoint {text!r} is neither an existing directory nor a hub id like "
-            "kuleshov-group/mdlm-owt; check the path.")
+            f"{family} checkpoint {text!r} is neither an existing directory nor a hub id like "
+            f"{EXAMPLES[family]}; check the path.")
     try:
         import huggingface_hub
     except ImportError as err:
@@ -261,7 +278,8 @@ def _resolve(id_or_path: str | Path, revision: str | None) -> Path:
     return local
 
 
-def _dtype(dtype) -> torch.dtype | None:
+def torch_dtype(dtype) -> torch.dtype | None:
+    """None, a torch dtype, or one of the names of DTYPES -> None or the torch dtype."""
     if dtype is None or isinstance(dtype, torch.dtype):
         return dtype
     require(isinstance(dtype, str) and dtype.lower() in DTYPES,
@@ -277,8 +295,8 @@ def load_mdlm_hub(id_or_path: str | Path, *, device=None, dtype=None,
     `model(xt, t)` -> logits [B, L, V] equal to MDLM's logits without the mask column. Parameters are
     float32 unless `dtype` says otherwise; `revision` pins a hub commit. No remote code is run.
     """
-    target_dtype = _dtype(dtype)
-    directory = _resolve(id_or_path, revision)
+    target_dtype = torch_dtype(dtype)
+    directory = resolve_hub_dir(id_or_path, revision)
     hf_config, state = read_mdlm_checkpoint(directory)
     config = mdlm_model_config(hf_config)
     mapped = map_mdlm_state_dict(state, config, source=f"MDLM checkpoint {str(id_or_path)!r}")

@@ -10,7 +10,9 @@ A pretrained directory holds one set of weights and everything needed to rebuild
 
 It is written atomically (under a temporary name, fsynced, renamed into place; see
 `edlm.util.atomic`) and read without unpickling anything. The model kind is
-`config.train.objective` (`edlm.models.registry`: mdlm, ar, nce), exactly as for training checkpoints, so any model that `edlm train` builds can be exported and reloaded.
+`config.train.objective` (`edlm.models.registry`: mdlm, ar, nce, sedd, ...; a sedd model also takes its graph and
+noise from `config.train`: `build_run_model`), exactly as for training checkpoints, so any model that `edlm train`
+builds can be exported and reloaded.
 
 `from_pretrained` takes a local directory or a Hugging Face hub id (`org/name`, downloaded with
 `huggingface_hub.snapshot_download`, only the two files above). Model specs (`edlm.loading.specs`)
@@ -35,6 +37,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from edlm.config import RunConfig, read_run_json
+from edlm.diffusion.sedd import is_score_model, make_noise
 from edlm.errors import EdlmError, require
 from edlm.loading.integrity import check_file, file_record
 from edlm.models import build_model
@@ -51,8 +54,13 @@ DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfl
           "float16": torch.float16, "fp16": torch.float16}
 
 
-def _build(config: RunConfig) -> nn.Module:
-    return build_model(config.model, config.train.objective)
+def build_run_model(config: RunConfig) -> nn.Module:
+    """A fresh model of the kind `config.train.objective` (`edlm.models.registry`) built from `config`; a
+    score model (kind sedd) takes its graph and noise from `config.train` (`train.graph`, `train.noise`)."""
+    model = build_model(config.model, config.train.objective, config.train)
+    if is_score_model(model):
+        model.noise = make_noise(config.train.noise, config.train.eps)
+    return model
 
 
 def save_pretrained(model: nn.Module, directory, *, config: RunConfig) -> Path:
@@ -64,7 +72,7 @@ def save_pretrained(model: nn.Module, directory, *, config: RunConfig) -> Path:
     require(isinstance(config, RunConfig), f"save_pretrained needs config=RunConfig, got {type(config).__name__}.")
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with torch.device("meta"):
-        reference = _build(config).state_dict()
+        reference = build_run_model(config).state_dict()
     missing = sorted(set(reference) - set(state))
     unexpected = sorted(set(state) - set(reference))
     wrong = sorted(k for k in set(state) & set(reference) if tuple(state[k].shape) != tuple(reference[k].shape))
@@ -180,7 +188,7 @@ def from_pretrained(id_or_dir, *, device=None, dtype=None,
         dtype = DTYPES[dtype.lower()]
     spec = str(id_or_dir)
     state, config = load_pretrained_state(spec, revision=revision)
-    model = _build(config)
+    model = build_run_model(config)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:

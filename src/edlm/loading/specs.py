@@ -7,15 +7,17 @@ A model spec is one of
 - `pretrained:DIR_OR_ID`: a directory written by `edlm export` (`save_pretrained`), or a Hugging Face
   hub id `org/name` holding one (`edlm.loading.pretrained`).
 - `bundled:NAME`: one of the pretrained directories shipped with edlm (`bundled_names()`).
-- `hf:ID_OR_PATH`: a Hugging Face checkpoint: an MDLM one loads as an edlm `MaskedDiffusionLM`,
-  anything else as a causal LM (`edlm.loading.hf_models`).
+- `hf:ID_OR_PATH`: a Hugging Face checkpoint: an MDLM one loads as an edlm `MaskedDiffusionLM`, a
+  SEDD one (`louaaron/sedd-small`) as an edlm `SEDDScoreModel`, anything else as a causal LM
+  (`edlm.loading.hf_models`).
 - `gguf:PATH_OR_NAME`: a GGUF causal LM, a `.gguf` file or a named one such as `gguf:smollm2-135m`
   (`edlm.loading.gguf`); a bare path to a `.gguf` file is read the same way.
 - a bare path: a directory holding edlm_config.json is `pretrained:`; one holding state.json,
   checkpoints/latest or latest is `ckpt:`.
 
 Every loaded model has a role: "denoiser" (a masked diffusion model: `model(xt, t)` -> logits),
-"causal" (a causal LM: `token_logprobs`) or "nce" (an NCE energy network). Energy specs (`ar:`,
+"score" (a SEDD score model: `model(xt, sigma)` -> log scores), "causal" (a causal LM:
+`token_logprobs`) or "nce" (an NCE energy network). Energy specs (`ar:`,
 `coar:`, `nce:`) are resolved on top of this by `edlm.loading.energy_specs`.
 """
 
@@ -26,6 +28,7 @@ from pathlib import Path
 
 from edlm.config import RunConfig
 from edlm.data import build_tokenizer
+from edlm.diffusion.sedd import is_score_model
 from edlm.errors import EdlmError, require
 from edlm.loading.checkpoint import is_checkpoint_dir, load_model, read_checkpoint
 from edlm.loading.gguf import load_gguf
@@ -37,7 +40,8 @@ from edlm.util.device import select_device
 FORMS = {"ckpt": "ckpt:PATH", "pretrained": "pretrained:DIR_OR_ID", "bundled": "bundled:NAME",
          "hf": "hf:ID_OR_PATH", "gguf": "gguf:PATH_OR_NAME"}
 ENERGY_PREFIXES = ("ar", "coar", "nce")
-ROLE_WORDS = {"denoiser": "a masked diffusion model (denoiser)", "causal": "a causal LM", "nce": "an NCE energy"}
+ROLE_WORDS = {"denoiser": "a masked diffusion model (denoiser)", "causal": "a causal LM", "nce": "an NCE energy",
+              "score": "a score model (SEDD)"}
 ACCEPTED = ("ckpt:PATH, pretrained:DIR_OR_ID, bundled:NAME, hf:ID_OR_PATH, gguf:PATH_OR_NAME, or an existing "
             "run, checkpoint or exported model directory")
 
@@ -48,7 +52,7 @@ class LoadedModel:
 
     tokenizer: its tokenizer (None when unknown); seq_len: the sequence length it was trained on (edlm)
     or its context length (HF), None when unknown; config: its RunConfig (edlm checkpoints and exported
-    directories; None for hf:); role: "denoiser", "causal" or "nce"; kind: the spec's kind (ckpt,
+    directories; None for hf:); role: "denoiser", "score", "causal" or "nce"; kind: the spec's kind (ckpt,
     pretrained, bundled, hf, gguf); directory: the local directory it was read from (the checkpoint
     directory for ckpt:, the converted cache directory for gguf:; None for hub ids); step: the training
     step of a ckpt: model, else None.
@@ -78,9 +82,12 @@ class LoadedModel:
 
 
 def model_role(model) -> str:
-    """"nce" for an NCE energy, "causal" for a causal LM (it has token_logprobs), else "denoiser"."""
+    """"nce" for an NCE energy, "score" for a score model (it has `graph`: SEDD), "causal" for a causal
+    LM (it has token_logprobs), else "denoiser"."""
     if isinstance(model, NCEEnergy):
         return "nce"
+    if is_score_model(model):
+        return "score"
     return "causal" if hasattr(model, "token_logprobs") else "denoiser"
 
 

@@ -20,6 +20,9 @@ KINDS = {
     "mdlm": "edlm.models.lms:MaskedDiffusionLM",
     "ar": "edlm.models.lms:CausalLM",
     "nce": "edlm.models.nce:NCEEnergy",
+    "sedd": "edlm.models.sedd:SEDDScoreModel",
+    "ul2": "edlm.models.ul2:UL2Model",
+    "glauber": "edlm.models.ul2:UL2Model",
 }
 
 
@@ -30,6 +33,10 @@ def kind_class(kind: str) -> type:
     return getattr(importlib.import_module(module), name)
 
 
-def build_model(config: ModelConfig, kind: str | None = None) -> nn.Module:
-    """A fresh model of `kind` built from `config`; kind None: "ar" when `config.causal`, else "mdlm"."""
-    return kind_class(kind or ("ar" if config.causal else "mdlm"))(config)
+def build_model(config: ModelConfig, kind: str | None = None, train=None) -> nn.Module:
+    """A fresh model of `kind` built from `config`; kind None: "ar" when `config.causal`, else "mdlm".
+
+    train: the run's `TrainConfig`, for kinds whose model depends on training settings: their class
+    has `from_train(config, train)` (sedd: the graph, `train.graph`); None builds the kind's default."""
+    cls = kind_class(kind or ("ar" if config.causal else "mdlm"))
+    return cls.from_train(config, train) if train is not None and hasattr(cls, "from_train") else cls(config)

@@ -50,11 +50,12 @@ class Block(nn.Module):
         )
         self.adaLN_modulation = nn.Linear(config.cond_dim, 6 * d) if config.adaln else None
 
-    def attention(self, x: torch.Tensor, cos, sin, cache: KVCache | None, layer: int) -> torch.Tensor:
+    def attention(self, x: torch.Tensor, cos, sin, cache: KVCache | None, layer: int,
+                  causal: bool | None = None) -> torch.Tensor:
         b, n, d = x.shape
         qkv = self.attn_qkv(x).view(b, n, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
         q, k, v = apply_rotary(qkv[0], cos, sin), apply_rotary(qkv[1], cos, sin), qkv[2]
-        mask, is_causal = None, self.causal
+        mask, is_causal = None, self.causal if causal is None else causal
         if cache is not None:
             start = cache.length
             cache.keys[layer][:, :, start:start + n] = k
@@ -69,14 +70,16 @@ class Block(nn.Module):
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
         return self.attn_out(out.transpose(1, 2).reshape(b, n, d))
 
-    def forward(self, x, c, cos, sin, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+    def forward(self, x, c, cos, sin, cache: KVCache | None = None, layer: int = 0,
+                causal: bool | None = None) -> torch.Tensor:
+        """causal: the attention pattern of this call (None: the config's)."""
         if self.adaLN_modulation is not None:
             shift1, scale1, gate1, shift2, scale2, gate2 = self.adaLN_modulation(c)[:, None].chunk(6, dim=2)
-            h = self.attention(modulate(self.norm1(x), shift1, scale1), cos, sin, cache, layer)
+            h = self.attention(modulate(self.norm1(x), shift1, scale1), cos, sin, cache, layer, causal)
             x = x + gate1 * F.dropout(h, self.dropout, self.training)
             h = self.mlp(modulate(self.norm2(x), shift2, scale2))
             return x + gate2 * F.dropout(h, self.dropout, self.training)
-        x = x + F.dropout(self.attention(self.norm1(x), cos, sin, cache, layer), self.dropout, self.training)
+        x = x + F.dropout(self.attention(self.norm1(x), cos, sin, cache, layer, causal), self.dropout, self.training)
         return x + F.dropout(self.mlp(self.norm2(x)), self.dropout, self.training)
 
 
@@ -135,8 +138,11 @@ class Transformer(nn.Module):
             t = torch.zeros(batch, device=device)
         return F.silu(self.time_embed(t))
 
-    def features(self, x: torch.Tensor, t: torch.Tensor | None = None, cache: KVCache | None = None):
-        """Residual stream after the last block: ([B, L, D], c). With `cache`, x holds new positions only."""
+    def features(self, x: torch.Tensor, t: torch.Tensor | None = None, cache: KVCache | None = None, *,
+                 causal: bool | None = None, extra: torch.Tensor | None = None):
+        """Residual stream after the last block: ([B, L, D], c). With `cache`, x holds new positions only.
+        causal: the attention pattern of this call (None: `config.causal`); extra: Float[B, 1 or n, D]
+        added to the token embeddings (a model's own inputs beyond the ids, e.g. a mode or a time)."""
         b, n = x.shape
         start = cache.length if cache is not None else 0
         require(start + n <= self.config.max_seq_len,
@@ -144,13 +150,14 @@ class Transformer(nn.Module):
                 "use shorter sequences or a model built for longer ones.")
         c = self.condition(t, b, x.device)
         cos, sin = self.rotary(torch.arange(start, start + n, device=x.device))
-        h = self.embed(x)
+        h = self.embed(x) if extra is None else self.embed(x) + extra
         for i, block in enumerate(self.blocks):
-            h = block(h, c, cos, sin, cache, i)
+            h = block(h, c, cos, sin, cache, i, causal)
         if cache is not None:
             cache.length += n
         return h, c
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor | None = None, cache: KVCache | None = None):
-        h, c = self.features(x, t, cache)
+    def forward(self, x: torch.Tensor, t: torch.Tensor | None = None, cache: KVCache | None = None, *,
+                causal: bool | None = None, extra: torch.Tensor | None = None):
+        h, c = self.features(x, t, cache, causal=causal, extra=extra)
         return self.output(h, c)

@@ -93,3 +93,19 @@ def row_logprobs(logits: torch.Tensor, rows: torch.Tensor, tokens: torch.Tensor)
         out[start:start + step] = (x.gather(-1, tokens[start:start + step, None]).squeeze(-1)
                                    - torch.logsumexp(x, dim=-1))
     return out
+
+
+def inverse_cdf(logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """One draw from softmax(logits[m]) per row by inverse CDF in float64: logits Float[M, V], u Float64[M]
+    uniforms in [0, 1) -> Long[M], the first v with `cdf_v >= (1 - u) * cdf_{V-1}` (tokens of probability
+    0 are never drawn). One uniform per draw, so callers can draw every uniform of a run up front."""
+    out = torch.empty(u.shape, dtype=torch.long, device=logits.device)
+    step = rows_per_chunk(logits.shape[-1])
+    for start in range(0, u.numel(), step):
+        cdf = torch.softmax(logits[start:start + step].double(), dim=-1).cumsum(dim=-1)
+        require(bool(torch.isfinite(cdf[:, -1]).all()),
+                "the model returned logits with NaN or +inf (or a row of only -inf); check the model and its inputs.")
+        target = (1.0 - u[start:start + step].to(cdf.device, torch.float64)) * cdf[:, -1:].squeeze(-1)
+        out[start:start + step] = torch.searchsorted(cdf, target[:, None], right=False).squeeze(-1).clamp_max_(
+            logits.shape[-1] - 1)
+    return out

@@ -36,13 +36,13 @@ from numbers import Integral
 
 import torch
 
-from edlm.diffusion.sedd.graphs import log_expm1
 from edlm.diffusion.sedd.protocol import log_scores, score_model_parts
 from edlm.errors import require
 from edlm.sampling.categorical import draw_rows, rows_per_chunk
 from edlm.sampling.conditioning import fixed_tokens
 from edlm.sampling.mdlm import SampleStats
 from edlm.util.device import module_device
+from edlm.util.numerics import log_expm1
 from edlm.util.progress import progress_bar
 
 PREDICTORS = ("analytic", "euler")
@@ -51,10 +51,10 @@ T_END = 1e-5  # the predictor steps end at t = T_END (SEDD's sampling eps); the 
 
 
 def check_options(options: dict) -> None:
-    """Refuse options of the MDLM sampler that a score model does not take (names in `options`)."""
+    """Refuse options of the MDLM sampler that SEDD's samplers do not take (names in `options`)."""
     extra = sorted(set(options) - set(OPTIONS))
-    require(not extra, f"{', '.join(extra)} apply to masked diffusion denoisers only; a score model takes "
-            f"{', '.join(OPTIONS)}.")
+    require(not extra, f"{', '.join(extra)} apply to masked diffusion denoisers only (and to an absorbing score "
+            f"model with energy=); without an energy a score model takes {', '.join(OPTIONS)}.")
 
 
 @torch.no_grad()

@@ -37,9 +37,9 @@ from edlm.data import build_tokenizer, check_vocab, load_split
 from edlm.diffusion.schedules import SCHEDULES
 from edlm.errors import EdlmError, require
 from edlm.loading.checkpoint import read_checkpoint
+from edlm.loading.pretrained import build_run_model
 from edlm.train.checkpointing import checkpoint_position, latest_checkpoint, restore_training_state, save_checkpoint
 from edlm.train.metrics import MetricsLog
-from edlm.models import build_model
 from edlm.train.objectives import objective_class
 from edlm.train.optim import EMA, build_optimizer, learning_rate
 from edlm.train.order import DataOrder, DataPosition, derive_seed, seeded_generator, shard
@@ -98,10 +98,11 @@ def check_train_config(cfg: RunConfig, world_size: int) -> None:
 
 
 def check_same_run(saved: RunConfig, cfg: RunConfig, out_dir: Path) -> None:
-    """A run resumes only with the model, data (wherever it now lies), objective and seed it started with."""
+    """A run resumes only with the model, data (wherever it now lies), objective, seed, score-entropy
+    graph and noise, and Glauber rounds (the time scale of a Glauber model) it started with."""
     keys = ([("model", f.name) for f in dataclasses.fields(cfg.model)]
             + [("data", f.name) for f in dataclasses.fields(cfg.data) if f.name != "path"]
-            + [("train", "objective"), ("train", "seed")])
+            + [("train", key) for key in ("objective", "seed", "graph", "noise", "glauber_rounds")])  # a sedd model records graph, noise
     diffs = [f"{section}.{key}={getattr(getattr(saved, section), key)!r} there, {getattr(getattr(cfg, section), key)!r} now"
              for section, key in keys if getattr(getattr(saved, section), key) != getattr(getattr(cfg, section), key)]
     require(not diffs, f"{out_dir} holds a run with other settings ({'; '.join(diffs)}); "
@@ -124,9 +125,11 @@ class Trainer:
 
         objective_cls = objective_class(tc.objective)
         torch.manual_seed(derive_seed(tc.seed, "init"))
-        self.model = build_model(cfg.model, tc.objective).to(rt.device)
+        self.model = build_run_model(cfg).to(rt.device)
         self.objective = objective_cls(cfg, self.model, rt.device)
         self.ema = EMA(self.model, tc.ema)
+        if hasattr(self.objective, "use_ema"):  # an objective whose noise comes from the EMA model (glauber)
+            self.objective.use_ema(self.ema.model)
         self.optimizer = build_optimizer(self.model, tc, rt.device)
         self.step, self.position = 0, DataPosition()
         if self.resumed is not None:

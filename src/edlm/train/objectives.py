@@ -15,6 +15,9 @@ same name (`edlm.models.registry`), which the loop builds from `cfg.model`. The 
 - `loss(model, x0, batch) -> Tensor`: scalar float32 mean over the rows of x0: Long[b, L] (nats per
   token), given those rows of `prepare`'s output. Called inside the autocast context.
 - `metric`: what the loss estimates, for logs ("nelbo", "nll", ...).
+- optionally `use_ema(ema_model)`: called once by the loop with its EMA model (updated in place after
+  every step, restored on resume), for an objective whose noise comes from it (Glauber diffusion's
+  frozen copy).
 
 An objective in a module of its own is listed in `OBJECTIVE_MODULES`, so that `objective_class`
 (and with it `edlm train`) finds it without the caller importing anything.
@@ -32,7 +35,8 @@ from edlm.errors import require
 
 OBJECTIVES: dict[str, type] = {}
 # Objectives that live in their own modules, imported on first use (they import this module to register).
-OBJECTIVE_MODULES = {"nce": "edlm.train.nce_objective"}
+OBJECTIVE_MODULES = {"nce": "edlm.train.nce_objective", "sedd": "edlm.train.sedd_objective",
+                     "glauber": "edlm.train.glauber_objective", "ul2": "edlm.train.ul2_objective"}
 
 
 def register_objective(name: str):

@@ -25,11 +25,6 @@ from edlm.diffusion.process import forward_mask
 from edlm.errors import require
 
 
-def log_expm1(sigma: torch.Tensor) -> torch.Tensor:
-    """log(e^sigma - 1) for sigma in [0, inf], without overflow: sigma + log(1 - e^-sigma)."""
-    return sigma + torch.log(-torch.expm1(-sigma))
-
-
 def _per_state(sigma, x: torch.Tensor) -> torch.Tensor:
     """sigma as Float64[..., 1] against states x: Long[...] (for broadcasting over the N columns)."""
     return torch.as_tensor(sigma, dtype=torch.float64, device=x.device).expand(x.shape)[..., None]

@@ -60,3 +60,13 @@ class GeometricNoise:
     def rate(self, t: torch.Tensor) -> torch.Tensor:
         return self.total(t) * math.log(self.sigma_max / self.sigma_min)
 
+
+
+NOISES = {"loglinear": LogLinearNoise, "geometric": GeometricNoise}
+
+
+def make_noise(name: str, eps: float = 1e-3):
+    """The noise `name` of a run (`train.noise`): "loglinear" with `eps` (`train.eps`), or "geometric"
+    with SEDD's sigma_min = 1e-4 and sigma_max = 20 (its configs/config.yaml)."""
+    require(name in NOISES, f"noise={name!r} is unknown; use one of {', '.join(NOISES)}.")
+    return LogLinearNoise(eps=eps) if name == "loglinear" else GeometricNoise()
