@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Train the four text8-small models bundled with edlm and export them (bf16) into src/edlm/checkpoints/.
-# Two CPU cores, one thread per run, two runs at a time (about 2.2 core-hours, 70 min wall):
-#   core 1: MDLM (about 50 min), then NCE from it (about 12 min)
-#   core 2: AR (about 40 min), then the oracle AR (another seed and data order, about 30 min)
+# Two CPU cores, one thread per run, two runs at a time (about 3 core-hours, 90 min wall when the
+# bundle of 2026-12-03 was trained, with the oracle started beside them; see the checkpoints' README):
+#   core 1: MDLM (2,800 steps, about 80 min), then NCE from it (250 steps, about 10 min)
+#   core 2: AR (2,300 steps, about 70 min), then the oracle AR (another seed and data order, 1,700 steps)
 # Runs resume where they stopped when the script is run again (every run checkpoints every 200 steps).
 #   EDLM_DATA=/path/to/data bash scripts/train_text8_small.sh
 set -euo pipefail
