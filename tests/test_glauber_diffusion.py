@@ -21,6 +21,7 @@ import edlm
 from edlm.errors import EdlmError
 from edlm.toy import (ExactCausalLM, ExactDenoiser, ScheduledDenoiser, ToyDistribution, glauber_marginals,
                       heat_bath_kernel)
+from edlm.util.device import cpu_threads
 
 V, L, N = 3, 4, 20000
 EPS = 3 / math.sqrt(N)
@@ -29,10 +30,8 @@ gd = edlm.glauber_diffusion
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with cpu_threads(1):
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -31,16 +31,15 @@ from edlm.train import train
 from edlm.train.glauber_objective import GlauberObjective, exact_reverse_loss, seed_score_entropy
 from edlm.train.metrics import read_metrics
 from edlm.train.ul2_objective import DENOISERS, UL2Objective, span_mask
+from edlm.util.device import cpu_threads
 
 V, L = 3, 4
 
 
 @pytest.fixture(autouse=True)
 def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with cpu_threads(1):
+        yield
 
 
 def tiny_ul2() -> UL2Model:

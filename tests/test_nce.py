@@ -23,6 +23,7 @@ from edlm.train.checkpointing import save_checkpoint
 from edlm.train.metrics import read_metrics
 from edlm.train.nce_objective import NCEObjective, draw_negatives, nce_loss
 from edlm.train.order import DataPosition
+from edlm.util.device import cpu_threads
 
 TINY_MODEL = ["model.n_layers=1", "model.d_model=32", "model.n_heads=2", "model.cond_dim=32", "model.max_seq_len=32",
               "data.seq_len=32"]
@@ -48,10 +49,8 @@ def mdlm_ckpt(tmp_path_factory):
 def one_thread():
     """These models are tiny: one intra-op thread is fastest, and it avoids OpenMP spin-waiting when
     the test machine's cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with cpu_threads(1):
+        yield
 
 
 def nce_overrides(text8_dir, out, init_from, **train):  # noqa: F811

@@ -10,14 +10,13 @@ import torch
 from test_train_support import text8_dir, tiny_overrides  # noqa: F401
 
 from edlm.cli import main
+from edlm.util.device import cpu_threads
 
 
 @pytest.fixture(autouse=True)
 def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with cpu_threads(1):
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -32,6 +32,7 @@ from edlm.models import CausalLM, MaskedDiffusionLM
 from edlm.models.hf import PROBE_TEXT, HFCausalLM
 from edlm.train.checkpointing import save_checkpoint
 from edlm.train.order import DataPosition
+from edlm.util.device import cpu_threads
 
 TINY = ["model.n_layers=1", "model.d_model=32", "model.n_heads=2", "model.cond_dim=32", "model.max_seq_len=32",
         "data.seq_len=32"]
@@ -82,10 +83,8 @@ def zoo(tmp_path_factory, text8_dir):  # noqa: F811
 @pytest.fixture(autouse=True)
 def bundled_root(zoo, monkeypatch):
     monkeypatch.setenv(BUNDLED_ENV, str(zoo["bundled"]))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with cpu_threads(1):
+        yield
 
 
 def test_load_every_model_spec_kind(zoo):

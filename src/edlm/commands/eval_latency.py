@@ -1,5 +1,6 @@
-"""`edlm eval latency`: wall time to generate N sequences of length L with MDLM, EDLM and an AR model
-with a KV cache, side by side in one process (see `edlm.metrics.latency` for the method).
+"""`edlm eval latency`: wall time to generate N sequences of length L with MDLM (or a SEDD score model and
+its `--predictor`), EDLM and an AR model with a KV cache, side by side in one process (see
+`edlm.metrics.latency` for the method).
 
 Models come from specs (`--denoiser`, `--energy ar:MODEL` or `coar:MODEL`, `--ar`) or, with `--random-init`, are
 random-weight edlm models of one size (`--layers --width --heads --vocab`): the denoiser, the AR
@@ -11,7 +12,10 @@ from __future__ import annotations
 
 from edlm.commands.arguments import int_list
 
-METHODS = ("ar", "mdlm", "edlm")
+METHODS = ("ar", "mdlm", "sedd", "edlm")
+DIFFUSION = {"mdlm", "sedd", "edlm"}  # the methods that need --denoiser
+PREDICTOR_ONLY = ("--predictor applies to SEDD's sampler only (a score-model --denoiser, timed as method sedd); "
+                  "drop --predictor.")
 
 
 def register(subparsers) -> None:
@@ -19,12 +23,14 @@ def register(subparsers) -> None:
 
     shape = ModelConfig()
     parser = subparsers.add_parser(
-        "latency", help="time to generate N sequences with MDLM, EDLM and an AR model with a KV cache",
+        "latency", help="time to generate N sequences with MDLM or SEDD, EDLM and an AR model with a KV cache",
         description="Times generation of --num-samples sequences of --seq-len tokens: AR with a KV cache, MDLM "
-                    "for each of --steps, and EDLM (AR energy, --k candidates, --window) for each of --steps. "
+                    "(or SEDD's --predictor for a score-model --denoiser) for each of --steps, and EDLM (AR energy, "
+                    "--k candidates, --window) for each of --steps. "
                     "Warm-up runs are excluded; the median and spread of --repeats timed runs are reported with "
                     "the forward passes per sample. Writes STEM.json and STEM.md.")
-    parser.add_argument("--denoiser", default=None, help="model spec of the diffusion model timed as MDLM and EDLM")
+    parser.add_argument("--denoiser", default=None,
+                        help="model spec of the diffusion model timed as MDLM (a SEDD score model: as SEDD) and EDLM")
     parser.add_argument("--energy", default=None, help="the AR energy of EDLM: ar:MODEL, or coar:MODEL for the "
                                                        "carry-over AR energy (MODEL: a model spec of a causal LM)")
     parser.add_argument("--ar", default=None, help="model spec of the AR baseline, timed with a KV cache")
@@ -40,7 +46,11 @@ def register(subparsers) -> None:
                         help="random-init: give the denoiser adaLN blocks as the recipes do (more parameters than "
                              "the AR model; default: identical backbones)")
     parser.add_argument("--methods", default=None,
-                        help="comma list of ar, mdlm, edlm (default: every method the given models can run)")
+                        help="comma list of ar, mdlm, sedd, edlm (default: every method the given models can run; "
+                             "mdlm needs a masked diffusion --denoiser, sedd a score model)")
+    parser.add_argument("--predictor", choices=["analytic", "euler"], default=None,
+                        help="SEDD's predictor for a score-model --denoiser (default analytic; a masked diffusion "
+                             "model refuses it)")
     parser.add_argument("--num-samples", type=int, default=8, help="sequences per timed run (default 8)")
     parser.add_argument("--seq-len", type=int, default=None,
                         help="tokens per sequence (default: the denoiser's, else the AR model's training length; "
@@ -65,7 +75,8 @@ def register(subparsers) -> None:
 
 
 def check_args(args) -> list[str]:
-    """Checks that need no model; returns the methods to time (all three when --methods is not given)."""
+    """Checks that need no model; returns the methods asked for (all four when --methods is not given; which of
+    mdlm and sedd applies is known once the --denoiser is loaded, `fit_methods`)."""
     from edlm.errors import require
     from edlm.loading.energy_specs import parse_energy_spec
 
@@ -87,6 +98,7 @@ def check_args(args) -> list[str]:
         require(all(k >= 2 for k in ks), f"--k {args.k} must be at least 2 for EDLM (k = 1 is plain MDLM); "
                 "drop edlm from --methods to time MDLM only.")
         require(0.0 < args.window <= 1.0, f"--window {args.window} must lie in (0, 1] for EDLM (0 is plain MDLM).")
+    require(args.predictor is None or (args.denoiser is not None and "sedd" in methods), PREDICTOR_ONLY)
     require(args.energy is None or parse_energy_spec(args.energy, "--energy")[0] in ("ar", "coar"),
             f"--energy {args.energy!r} is not an AR energy; eval latency times ar:MODEL or coar:MODEL.")
     if args.random_init:
@@ -103,12 +115,26 @@ def check_args(args) -> list[str]:
                 "nothing to time: pass --denoiser and/or --ar, or --random-init with a model size.")
         require(args.energy is None or args.denoiser is not None, "--energy needs the --denoiser it corrects.")
         if args.methods is not None:  # an explicit method needs its model
-            require(args.denoiser is not None or not {"mdlm", "edlm"} & set(methods),
+            require(args.denoiser is not None or not DIFFUSION & set(methods),
                     f"--methods {args.methods!r} includes a diffusion method; pass --denoiser.")
             require(args.energy is not None or "edlm" not in methods,
                     f"--methods {args.methods!r} includes edlm; pass --energy ar:MODEL.")
             require(args.ar is not None or "ar" not in methods, f"--methods {args.methods!r} includes ar; pass --ar.")
     return methods
+
+
+def fit_methods(args, methods: list[str], score: bool) -> list[str]:
+    """The methods that the denoiser (a score model when `score`) runs: mdlm for a masked diffusion model, sedd
+    for a score model. An explicit --methods entry or a --predictor that does not fit is refused in one sentence."""
+    from edlm.errors import require
+
+    what = "--random-init's denoiser" if args.random_init else f"--denoiser {args.denoiser!r}"
+    kind = "a score model (SEDD)" if score else "a masked diffusion model"
+    wrong = "mdlm" if score else "sedd"
+    require(args.methods is None or wrong not in methods, f"--methods {wrong} does not apply: {what} is {kind}; "
+            f"use --methods {'sedd' if score else 'mdlm'}.")
+    require(args.predictor is None or score, PREDICTOR_ONLY)
+    return [m for m in methods if m != wrong]
 
 
 def _describe(spec: str, model, seq_len=None) -> dict:
@@ -121,7 +147,8 @@ def _describe(spec: str, model, seq_len=None) -> dict:
 
 
 def load_models(args, methods, device):
-    """(denoiser, energy, ar_lm, seq_len, models description) for the requested methods."""
+    """(denoiser, energy, ar_lm, seq_len, models description, methods) for the requested methods; methods
+    as `fit_methods` leaves them."""
     from edlm.energy import AREnergy
     from edlm.errors import require
     from edlm.loading.energy_specs import load_energy_spec
@@ -135,7 +162,8 @@ def load_models(args, methods, device):
         models = {"denoiser": _describe("random-init", denoiser), "ar": _describe("random-init", lm)}
         if "edlm" in methods:
             models["energy"] = dict(models["ar"], note="the AR baseline model is the EDLM energy")
-        return denoiser, AREnergy(lm) if "edlm" in methods else None, lm, args.seq_len, models
+        return (denoiser, AREnergy(lm) if "edlm" in methods else None, lm, args.seq_len, models,
+                fit_methods(args, methods, score=False))
     denoiser = energy = energy_lm = ar_lm = None
     models, seq_len = {}, args.seq_len
     # --trust-remote-code goes to the hf: models among the specs; with none, it is refused.
@@ -147,10 +175,11 @@ def load_models(args, methods, device):
     def trust(spec: str) -> bool:
         return args.trust_remote_code and spec in hf
 
-    if args.denoiser is not None and {"mdlm", "edlm"} & set(methods):
-        loaded = load_spec(args.denoiser, device=device, trust_remote_code=trust(args.denoiser), role="denoiser",
-                           what="--denoiser")
+    if args.denoiser is not None and DIFFUSION & set(methods):
+        loaded = load_spec(args.denoiser, device=device, trust_remote_code=trust(args.denoiser),
+                           role=("denoiser", "score"), what="--denoiser")
         denoiser, seq_len = loaded.model, seq_len or loaded.seq_len
+        methods = fit_methods(args, methods, score=loaded.role == "score")
         models["denoiser"] = _describe(args.denoiser, denoiser)
         if args.energy is not None and "edlm" in methods:
             loaded_energy = load_energy_spec(args.energy, denoiser=denoiser, tokenizer=loaded.tokenizer, device=device,
@@ -162,14 +191,14 @@ def load_models(args, methods, device):
         ar_lm, seq_len = loaded.model, seq_len or loaded.seq_len
         models["ar"] = _describe(args.ar, ar_lm)
     require(denoiser is not None or ar_lm is not None,
-            f"--methods {args.methods!r} asks for nothing the given models can run; pass --denoiser for mdlm/edlm "
-            "and --ar for ar.")
+            f"--methods {args.methods!r} asks for nothing the given models can run; pass --denoiser for "
+            "mdlm/sedd/edlm and --ar for ar.")
     require(seq_len is not None, "the models do not say their sequence length; pass --seq-len.")
     for name, model in (("--denoiser", denoiser), ("--energy", energy_lm), ("--ar", ar_lm)):
         limit = max_seq_len(model) if model is not None else None
         require(limit is None or seq_len <= limit,
                 f"--seq-len {seq_len} exceeds the {name} model's maximum length {limit}; use a shorter --seq-len.")
-    return denoiser, energy, ar_lm, seq_len, models
+    return denoiser, energy, ar_lm, seq_len, models, methods
 
 
 def run(args) -> int:
@@ -184,13 +213,13 @@ def run(args) -> int:
     methods = check_args(args)
     with cpu_threads(args.threads):  # restored afterwards: the command may run in-process
         device = select_device(args.device)
-        denoiser, energy, ar_lm, seq_len, models = load_models(args, methods, device)
+        denoiser, energy, ar_lm, seq_len, models, methods = load_models(args, methods, device)
         steps = int_list("--steps", args.steps) or [seq_len]
-        result = latency_benchmark(denoiser=denoiser if {"mdlm", "edlm"} & set(methods) else None, energy=energy,
-                                   ar=ar_lm if "ar" in methods else None, mdlm="mdlm" in methods,
+        result = latency_benchmark(denoiser=denoiser if DIFFUSION & set(methods) else None, energy=energy,
+                                   ar=ar_lm if "ar" in methods else None, mdlm=bool({"mdlm", "sedd"} & set(methods)),
                                    num_samples=args.num_samples, seq_len=seq_len, steps=steps,
-                                   k=int_list("--k", args.k),
-                                   window=args.window, tau=args.tau, batch_size=args.batch_size or None,
+                                   k=int_list("--k", args.k), window=args.window, tau=args.tau,
+                                   predictor=args.predictor, batch_size=args.batch_size or None,
                                    repeats=args.repeats, warmup=args.warmup, seed=args.seed, precision=args.precision,
                                    models=models, progress=True)
         results = dict(num_samples=args.num_samples, seq_len=seq_len, steps=steps, repeats=args.repeats,

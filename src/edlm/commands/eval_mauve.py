@@ -10,7 +10,8 @@ def register(subparsers) -> None:
         "mauve", help="MAUVE against human text (features from a local featurizer or precomputed)",
         description="MAUVE (mauve-text) of each sample file (or each 'seed' value inside one) against a reference; "
                     "reports every score, their mean and std. The SEDD-vs-GPT-2 evaluation's protocol: 50-token "
-                    "prompts, 50-token continuations, 5 seeds.")
+                    "prompts, 50-token continuations, 5 seeds (edlm sample --prompts FILE --seed S); samples "
+                    "longer than --prompt-len + --cont-len are read up to that length.")
     parser.add_argument("--reference", help="human text: a JSONL sample file, or a text file cut into windows of "
                                             "prompt-len + cont-len tokens")
     parser.add_argument("--samples", nargs="+", default=[], help="JSONL sample files (one per seed)")

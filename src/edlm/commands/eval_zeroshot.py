@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-COLUMNS = ["model", "corpus", "split", "detokenizer", "ppl_label", "ppl", "nats_per_token", "stderr",
-           "num_tokens", "kind"]
+COLUMNS = ["model", "corpus", "split", "detokenizer", "ppl_label", "ppl", "ppl_mean_of_sequences", "nats_per_token",
+           "stderr", "num_tokens", "kind"]
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "zeroshot", help="zero-shot perplexity on PTB, WikiText-2, LAMBADA, a text file or an HF dataset",
         description="Per-token likelihood of a model on another corpus, detokenized as in MDLM / SEDD and wrapped "
-                    "as edlm's training data. Diffusion models give upper bounds (kind upper_bound).")
-    parser.add_argument("model", metavar="MODEL", help="model spec of the model evaluated (an edlm model or "
-                                                       "hf:ID_OR_PATH)")
+                    "as edlm's training data. Diffusion models (MDLM, SEDD) give upper bounds (kind upper_bound). "
+                    "ppl is exp(mean NLL per token); ppl_mean_of_sequences the mean of each row's exp(NLL per "
+                    "token), the order SEDD's code reports.")
+    parser.add_argument("model", metavar="MODEL", help="model spec of the model evaluated (an edlm MDLM, SEDD "
+                                                       "or AR model, or hf:ID_OR_PATH)")
     parser.add_argument("--corpus", required=True, help="ptb, wikitext2, lambada, hf:NAME, or a .txt / .jsonl file")
     parser.add_argument("--split", default="test", help="split of the corpus (default: test)")
     parser.add_argument("--data", default=None, help="where the corpus lives: a local file, or the data directory "
@@ -49,7 +51,7 @@ def run(args) -> int:
     require(args.seq_len == 0 or args.seq_len >= 3,
             f"--seq-len {args.seq_len} must be 0 (the model's training length) or at least 3.")
     loaded = load_spec(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code,
-                       role=("denoiser", "causal"), what="MODEL")
+                       role=("denoiser", "score", "causal"), what="MODEL")
     require(loaded.tokenizer is not None, f"the model {args.model!r} has no tokenizer to read text with; "
             "save its tokenizer with the checkpoint.")
     seq_len = args.seq_len or loaded.seq_len
@@ -60,8 +62,11 @@ def run(args) -> int:
                                  text_field=args.text_field, num_t=args.num_t, batch_size=args.batch_size,
                                  max_sequences=args.max_sequences or None, seed=args.seed, progress=True)
     results = {"model": args.model, **result.to_dict()}
-    notes = ("kind upper_bound: the MDLM NELBO, so the perplexity is an upper bound (up to Monte Carlo error "
-             "`stderr`, in nats per token)." if result.kind == "upper_bound" else f"kind {result.kind}.")
+    notes = ("kind upper_bound: the MDLM NELBO or the SEDD score-entropy bound, so the perplexity is an upper bound "
+             "(up to Monte Carlo error `stderr`, in nats per token)." if result.kind == "upper_bound" else
+             f"kind {result.kind}.")
+    notes += (" ppl = exp(mean NLL per token over the corpus); ppl_mean_of_sequences = mean over rows of "
+              "exp(row NLL per token), exp then mean, as SEDD's code reports it.")
     json_path, md_path = write_report(args.out, "Zero-shot perplexity", results, [results], COLUMNS, notes)
     print(md_path.read_text(), end="")
     print(f"wrote {json_path} and {md_path}")

@@ -51,18 +51,18 @@ def trained_rounds(loaded) -> int | None:
     return config.train.glauber_rounds if config is not None and config.train.objective == "glauber" else None
 
 
-def resolve_rounds(args, loaded, seq_len: int) -> int:
-    """The rounds to run: --rounds, by default the model's training rounds (1 for a model Glauber training
-    never saw). A Glauber-trained model runs only with its own rounds and sequence length, the time scale
-    and permutations it learned."""
+def resolve_rounds(requested: int | None, loaded, length: int, model: str, length_what: str, fix: str) -> int:
+    """The rounds to run: `requested` (--rounds), by default the model's training rounds (1 for a model
+    Glauber training never saw). A Glauber-trained model runs only with its own rounds and sequence
+    length, the time scale and permutations it learned. model: how the messages name the model (its
+    option and spec); length_what: what set `length` (for the message); fix: the fix of a wrong length."""
     trained = trained_rounds(loaded)
-    rounds = args.rounds or trained or 1
+    rounds = requested or trained or 1
     if trained is not None:
-        require(rounds == trained, f"--rounds {rounds} differs from the {trained} round(s) --denoiser "
-                f"{args.denoiser!r} was trained with; drop --rounds or pass --rounds {trained}.")
-        require(seq_len == loaded.seq_len, f"--seq-len {seq_len} differs from the length {loaded.seq_len} "
-                f"--denoiser {args.denoiser!r} was trained on (its times and permutations); pass --seq-len "
-                f"{loaded.seq_len}.")
+        require(rounds == trained, f"--rounds {rounds} differs from the {trained} round(s) {model} was trained "
+                f"with; drop --rounds or pass --rounds {trained}.")
+        require(length == loaded.seq_len, f"{length_what} {length} differs from the length {loaded.seq_len} {model} "
+                f"was trained on (its times and permutations); {fix}.")
     return rounds
 
 

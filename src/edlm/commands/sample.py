@@ -14,8 +14,9 @@ analytic` or `euler`, or, with `--energy` (absorbing graph), is the proposal of 
 
 Each JSONL line holds `index`, `ids` (token ids), `text` (decoded), `seed`, where the sample came from
 (`tokenizer`: the denoiser's tokenizer spec, e.g. `char` or `gpt2`; `denoiser`; `energy` when one was
-used), the sampler settings and what the sampler measured: `ess_mean` for mdlm (the mean effective sample size over the steps where
-importance sampling ran; null without it), `acceptance`, `energy_initial` and `energy_final` for
+used; `prompts`, `prompt_len` and `cont_len` with `--prompts`, `edlm.commands.prompt_options`), the
+sampler settings and what the sampler measured: `ess_mean` for mdlm (the mean effective sample size over
+the steps where importance sampling ran; null without it), `acceptance`, `energy_initial` and `energy_final` for
 glauber. `--trace FILE.html` also writes the page of `edlm.reports.trace_html` for sample 0 (rank 0
 draws it). Under `torchrun` the samples are split into contiguous blocks across processes and
 rank 0 writes one merged file (atomically). Process r draws from a generator seeded with the seed
@@ -35,6 +36,7 @@ from edlm.commands.glauber_diffusion_options import (
 from edlm.commands.glauber_options import (
     GLAUBER_DEFAULTS, GLAUBER_FLAGS, add_glauber_arguments, check_glauber_args, glauber_sample_fields, glauber_settings,
     run_glauber_from_args)
+from edlm.commands.prompt_options import add_prompt_arguments, check_prompt_args, load_prompts, prompt_settings
 
 # Options of the mdlm sampler: effective defaults (the parser's default is None, so a given value is known).
 MDLM_DEFAULTS = {"k": 1, "window": 0.0, "tau": 1.0, "unmasking": "random", "unmasking_noise": 0.0,
@@ -70,7 +72,8 @@ def register(subparsers) -> None:
                         help="temperature of the importance weights (default 1; --sampler mdlm only)")
     parser.add_argument("--num-samples", type=int, default=4, help="number of samples in total (default 4)")
     parser.add_argument("--seq-len", type=int, default=None,
-                        help="tokens per sample (default: the checkpoint's data.seq_len)")
+                        help="tokens per sample (default: the checkpoint's data.seq_len; with --prompts, "
+                             "--prompt-len + --cont-len)")
     parser.add_argument("--batch-size", type=int, default=16, help="sequences per batch on each process (default 16)")
     parser.add_argument("--prefix", default=None, help="text every sample starts with")
     parser.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
@@ -95,6 +98,7 @@ def register(subparsers) -> None:
                              "tau-leaping) or euler (default analytic; masked diffusion models refuse it)")
     add_adaptive_arguments(parser)
     add_glauber_arguments(parser)
+    add_prompt_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -194,6 +198,7 @@ def check_args(args) -> None:
     from edlm.loading.energy_specs import parse_energy_spec
 
     check_applicable(args)
+    check_prompt_args(args)
     check_sampler_args(args)
     require(args.batch_size >= 1, f"--batch-size {args.batch_size} must be at least 1.")
     require(args.trace is None or Path(args.trace).expanduser().resolve() != Path(args.out).expanduser().resolve(),
@@ -272,7 +277,8 @@ def run(args) -> int:
         sedd_sampler = loaded_denoiser.role == "score" and args.energy is None
         seq_len = args.seq_len or loaded_denoiser.seq_len
         if args.sampler == GLAUBER_DIFFUSION:
-            args.rounds = resolve_rounds(args, loaded_denoiser, seq_len)
+            args.rounds = resolve_rounds(args.rounds, loaded_denoiser, seq_len, f"--denoiser {args.denoiser!r}",
+                                         "--seq-len", f"pass --seq-len {loaded_denoiser.seq_len}")
         steps = args.steps or seq_len
         context = max_seq_len(denoiser) if args.block_size else None
         if context is None or seq_len <= context:
@@ -284,7 +290,9 @@ def run(args) -> int:
                                              ema=not args.no_ema, what="--energy")
             energy, lm = loaded_energy.energy, loaded_energy.lm
         prefix = None
-        if args.prefix:
+        if args.prompts is not None:
+            prefix = load_prompts(args, tokenizer)
+        elif args.prefix:
             prefix = tokenizer.encode(args.prefix)
             require(len(prefix) <= seq_len, f"--prefix encodes to {len(prefix)} tokens, more than --seq-len {seq_len}; "
                     "shorten the prefix or raise --seq-len.")
@@ -295,6 +303,8 @@ def run(args) -> int:
         trace = SampleTrace(index=0) if args.trace is not None and rt.is_main else None  # rank 0 draws sample 0
         if block.numel():
             generator = torch.Generator(device=rt.device).manual_seed(_rank_seed(args.seed, rt.rank))
+            if args.prompts is not None:
+                prefix = prefix[block]  # this process's samples continue their own prompts
             if args.sampler == "glauber":
                 mine, gstats = run_glauber_from_args(args, lm, denoiser, num_samples=block.numel(), seq_len=seq_len,
                                                      prefix=prefix, generator=generator, batch_size=args.batch_size,
@@ -321,7 +331,7 @@ def run(args) -> int:
         if rt.is_main:
             settings = dict(tokenizer=loaded_denoiser.tokenizer_spec, denoiser=args.denoiser,
                             **({} if energy is None else dict(energy=args.energy)), seq_len=seq_len,
-                            prefix=args.prefix, world_size=rt.world_size)
+                            prefix=args.prefix, **prompt_settings(args), world_size=rt.world_size)
             if args.sampler == "glauber":
                 settings.update(glauber_settings(args))
             elif args.sampler == GLAUBER_DIFFUSION:

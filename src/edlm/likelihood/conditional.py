@@ -18,6 +18,16 @@ Each request is a pair (context, continuation) of token-id lists; the model read
   expectation is the exact `log p(continuation | context)`.
   Greedy: with the whole continuation masked (t = 1), every continuation token is the per-position
   argmax of `mu^i(. | context)` (one-step greedy decoding from a fully masked continuation).
+- Absorbing score model (SEDD, it has `graph`): the same estimator of its score-entropy bound. Through
+  `ScoreDenoiser` (logits `log m^i = log s^i + log(e^sigma - 1)` at `sigma = -log(1 - t)`), the bound's
+  integrand at a masked position is `(1/t) (M^i - 1 - log m^i(c_i))` with `M^i = sum_v m^i(v)`
+  (docs/math.md, Score entropy): `-log mu^i(c_i)` with the normalisation left to the model. So
+  each masked token adds `log m^i(c_i) + 1 - M^i` in place of `log mu^i(c_i)`; for scores that sum to
+  the posterior (`M^i = 1`) both are the same. Greedy: the argmax of `m^i`. The uniform graph is refused.
+- The k-form equals the bound in expectation when the model's output (`m^i`, `mu^i`) does not depend on t
+  (`time_conditioned = False`). A time-conditioned model is called at the t that set k, while the bound
+  weighs each k's masks at every t by `t^k (1 - t)^(n - k)`: for such a model the estimate is not the
+  bound in expectation, and differs from it as much as the model's output varies with t at fixed xt.
 
 Randomness: each request's times and masks come from a generator seeded with `seed` and a checksum
 of the request's tokens, so results do not depend on request order or batching.
@@ -32,6 +42,8 @@ from dataclasses import dataclass
 import torch
 
 from edlm.diffusion.schedules import antithetic_times
+from edlm.diffusion.sedd.adapter import ScoreDenoiser
+from edlm.diffusion.sedd.protocol import is_score_model, score_model_parts
 from edlm.errors import require
 from edlm.util.device import module_device
 
@@ -119,9 +131,15 @@ def diffusion_scores(denoiser, pairs: list[tuple[list[int], list[int]]], *, num_
                      seed: int = 0) -> list[ConditionalScore]:
     """Monte Carlo ELBO of each continuation given its context, and the greedy check (module docstring).
 
-    batch_size counts denoiser rows: each request takes num_mc + 1 rows (one per time, one greedy).
+    denoiser: a denoiser, or an absorbing score model (its score-entropy bound). batch_size counts
+    model rows: each request takes num_mc + 1 rows (one per time, one greedy).
     """
     require(num_mc >= 1, f"num_mc={num_mc} must be at least 1.")
+    normalized = not is_score_model(denoiser)
+    if not normalized:
+        require(score_model_parts(denoiser)[0].absorbing, "the continuation bound of a score model is implemented "
+                "for the absorbing graph only; pass a SEDD model with graph 'absorb'.")
+        denoiser = ScoreDenoiser(denoiser)
     mask_id, prefix = denoiser.vocab_size, list(prefix)
     results: list[ConditionalScore | None] = [None] * len(pairs)
     per_chunk = max(1, batch_size // (num_mc + 1))
@@ -135,7 +153,7 @@ def diffusion_scores(denoiser, pairs: list[tuple[list[int], list[int]]], *, num_
             context = truncate(prefix, context, continuation, seq_len)
             gen = _generator(seed, context, continuation)
             blocks.append(_make_block(request, prefix + context, continuation, num_mc, seq_len, mask_id, gen))
-        for block, (token_logp, argmax_ok) in zip(blocks, _block_outputs(denoiser, blocks, batch_size)):
+        for block, (token_logp, argmax_ok) in zip(blocks, _block_outputs(denoiser, blocks, batch_size, normalized)):
             values = (torch.where(block.masked, token_logp, 0.0).sum(-1) * block.weight)[:num_mc]
             stderr = float(values.std() / math.sqrt(num_mc)) if num_mc > 1 else float("nan")
             results[block.request] = ConditionalScore(float(values.mean()), stderr, bool(argmax_ok[-1].all()))
@@ -158,9 +176,17 @@ def _make_block(request: int, head: list[int], continuation: list[int], num_mc: 
     return _Block(request, xt, torch.cat([times, torch.ones(1, dtype=torch.float64)]), weight, begin, target, masked)
 
 
-def _block_outputs(denoiser, blocks: list[_Block], batch_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Per block: (float64 log mu^i(target_i | xt) [R, n], argmax == target [R, n]). Rows of equal
-    length run through the denoiser together, batch_size rows at a time."""
+def token_terms(logits: torch.Tensor, normalized: bool) -> torch.Tensor:
+    """Float64 per-token terms of the bound for every candidate id: logits Float[..., V] -> Float64[..., V],
+    `log_softmax(logits)` (normalized), else `logits + 1 - sum(exp(logits))` (a score model's, module docstring)."""
+    logits = logits.double()
+    return torch.log_softmax(logits, -1) if normalized else logits + 1 - logits.exp().sum(-1, keepdim=True)
+
+
+def _block_outputs(denoiser, blocks: list[_Block], batch_size: int,
+                   normalized: bool) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per block: (float64 token terms (`token_terms`) of the targets [R, n], argmax == target [R, n]). Rows of
+    equal length run through the denoiser together, batch_size rows at a time."""
     device = module_device(denoiser)
     outputs: list = [None] * len(blocks)
     by_width: dict[int, list[int]] = {}
@@ -176,7 +202,7 @@ def _block_outputs(denoiser, blocks: list[_Block], batch_size: int) -> list[tupl
             for i in who.unique().tolist():
                 block = blocks[i]
                 span = out[who.to(out.device) == i, block.begin: block.begin + block.target.numel()]
-                logp = torch.log_softmax(span.double(), -1).cpu()
+                logp = token_terms(span, normalized).cpu()
                 parts[i].append((logp.gather(-1, block.target.expand(logp.shape[0], -1)[..., None]).squeeze(-1),
                                  logp.argmax(-1) == block.target))
         for i in members:

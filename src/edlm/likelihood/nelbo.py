@@ -92,7 +92,10 @@ def nelbo(model, x0: torch.Tensor, *, energy=None, num_t: int = 16, num_z: int =
 @dataclass
 class SplitLikelihood:
     """Likelihood of a whole split. nats_per_token is the mean over every token of the split;
-    bits_per_token = nats / ln 2 (BPC for a character tokenizer); ppl = exp(nats_per_token)."""
+    bits_per_token = nats / ln 2 (BPC for a character tokenizer); ppl = exp(nats_per_token), the
+    dataset-level perplexity. ppl_mean_of_sequences = the mean over sequences of exp(nats_s / L), the
+    other order (exp, then mean), which SEDD's code reports (docs/pitfalls.md, item 10); it is never
+    below ppl (Jensen) and only labelled as such."""
 
     nats_per_token: float
     stderr: float
@@ -102,23 +105,27 @@ class SplitLikelihood:
     num_sequences: int
     num_tokens: int
     num_t: int
+    ppl_mean_of_sequences: float
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
 
 
+def summarize(results: list[NelboResult]) -> SplitLikelihood:
+    """The `SplitLikelihood` of per-sequence results of equal kind (one `NelboResult` per chunk of a split)."""
+    nats = torch.cat([r.nats for r in results])
+    var = torch.cat([torch.nan_to_num(r.stderr) ** 2 for r in results])
+    length = results[0].num_tokens
+    tokens = nats.numel() * length
+    per_token = float(nats.sum()) / tokens
+    return SplitLikelihood(per_token, math.sqrt(float(var.sum())) / tokens, per_token / math.log(2),
+                           math.exp(per_token), results[0].kind, nats.numel(), tokens, results[0].num_t,
+                           float((nats / length).exp().mean()))
+
+
 def split_likelihood(model, data: torch.Tensor, *, num_t: int = 16, batch_size: int = 32,
                      generator: torch.Generator | None = None, progress: bool = False) -> SplitLikelihood:
     """NLL per token over every sequence of `data`: Long[N, L], with the Monte Carlo standard error."""
-    from edlm.util.progress import progress_bar
-
-    nats, var = [], []
-    for chunk in progress_bar(data.split(batch_size), enabled=progress, desc="nll", unit="batch"):
-        result = nelbo(model, chunk, num_t=num_t, generator=generator, batch_size=batch_size * max(num_t, 1))
-        nats.append(result.nats)
-        var.append(torch.nan_to_num(result.stderr) ** 2)
-    nats_t, var_t = torch.cat(nats), torch.cat(var)
-    tokens = data.numel()
-    per_token = float(nats_t.sum()) / tokens
-    return SplitLikelihood(per_token, math.sqrt(float(var_t.sum())) / tokens, per_token / math.log(2),
-                           math.exp(per_token), result.kind, data.shape[0], tokens, result.num_t)
+    chunks = progress_bar(data.split(batch_size), enabled=progress, desc="nll", unit="batch")
+    return summarize([nelbo(model, chunk, num_t=num_t, generator=generator, batch_size=batch_size * max(num_t, 1))
+                      for chunk in chunks])

@@ -1,6 +1,7 @@
-"""Latency of generation: N sequences of length L from MDLM (T steps), EDLM (T steps, k candidates,
-window w, AR energy) and an autoregressive model with a KV cache (as in the SEDD-vs-GPT-2 evaluation and
-Table 3 of the EDLM paper).
+"""Latency of generation: N sequences of length L from MDLM (T steps), a SEDD score model (T steps of its
+analytic or Euler predictor, `edlm.sample(..., predictor=)`), EDLM (T steps, k candidates, window w, AR
+energy) and an autoregressive model with a KV cache (as in the SEDD-vs-GPT-2 evaluation and Table 3 of the
+EDLM paper).
 
 Method. Each configuration runs `warmup` untimed times, then `repeats` timed times; every run
 generates all N sequences (in chunks of `batch_size`) from a fresh generator seeded with
@@ -11,8 +12,8 @@ run would be timed at kernel launch, not at completion. Reported: every timed ru
 median, min, max, quartiles (inclusive method), IQR, mean and sample std.
 
 Forward passes per sample (from the samplers' own statistics, averaged over the timed runs):
-- `denoiser`: full-length denoiser evaluations each sequence went through (`SampleStats` rows / N);
-  at most T, fewer because of the no-change cache (a step that reveals nothing needs no pass).
+- `denoiser`: full-length denoiser (or score-model) evaluations each sequence went through (`SampleStats`
+  rows / N); at most T (T + 1 for SEDD, its denoising step), fewer because of the no-change cache.
 - `energy`: full-length AR evaluations of EDLM candidates (k per importance-sampled step).
 - `ar_kv_step`: incremental AR steps with the KV cache (one new token per step): L per sequence.
 `calls_per_run` holds the batched calls (one call handles a whole chunk) per run.
@@ -120,8 +121,8 @@ class Spread:
 class LatencyMeasurement:
     """Timed generation of `num_samples` sequences of `seq_len` tokens by one method.
 
-    method: "mdlm", "edlm" or "ar"; steps / k / window / tau / carry_over: None where they do not
-    apply. seconds: each timed run's wall time for all N sequences. passes_per_sample and
+    method: "mdlm", "sedd", "edlm" or "ar"; steps / k / window / tau / carry_over / predictor: None where
+    they do not apply. seconds: each timed run's wall time for all N sequences. passes_per_sample and
     calls_per_run: see the module docstring. peak_memory_bytes: CUDA peak allocation over all runs of
     this configuration, warm-up included (None elsewhere).
     """
@@ -140,6 +141,7 @@ class LatencyMeasurement:
     window: float | None = None
     tau: float | None = None
     carry_over: bool | None = None
+    predictor: str | None = None
     peak_memory_bytes: int | None = None
     spread: Spread = field(init=False)
 
@@ -165,7 +167,8 @@ class LatencyMeasurement:
     def to_dict(self) -> dict:
         return dict(method=self.method, label=self.label, num_samples=self.num_samples, seq_len=self.seq_len,
                     steps=self.steps, k=self.k, window=self.window, tau=self.tau, carry_over=self.carry_over,
-                    batch_size=self.batch_size, warmup=self.warmup, repeats=self.repeats, seconds=list(self.seconds),
+                    predictor=self.predictor, batch_size=self.batch_size, warmup=self.warmup, repeats=self.repeats,
+                    seconds=list(self.seconds),
                     median_s=self.spread.median, min_s=self.spread.min, max_s=self.spread.max, q1_s=self.spread.q1,
                     q3_s=self.spread.q3, iqr_s=self.spread.iqr, mean_s=self.spread.mean, std_s=self.spread.std,
                     seconds_per_sample=self.seconds_per_sample, tokens_per_second=self.tokens_per_second,
@@ -221,12 +224,14 @@ def _check_common(num_samples, seq_len, batch_size) -> None:
 
 
 def measure_diffusion(denoiser, num_samples: int, seq_len: int, steps: int, *, energy=None, k: int = 1,
-                      window: float = 0.0, tau: float = 1.0, batch_size: int | None = None, repeats: int = 5,
-                      warmup: int = 1, seed: int = 0, amp_dtype: torch.dtype | None = None,
-                      clock: Callable[[], float] | None = None, label: str | None = None,
-                      tick: Callable[[], None] | None = None) -> LatencyMeasurement:
-    """Time `edlm.sample` (MDLM, or EDLM when an energy, k > 1 and window > 0 are given); `tick()`
+                      window: float = 0.0, tau: float = 1.0, predictor: str | None = None,
+                      batch_size: int | None = None, repeats: int = 5, warmup: int = 1, seed: int = 0,
+                      amp_dtype: torch.dtype | None = None, clock: Callable[[], float] | None = None,
+                      label: str | None = None, tick: Callable[[], None] | None = None) -> LatencyMeasurement:
+    """Time `edlm.sample`: MDLM, or SEDD's sampler for a score model (`predictor`, default "analytic"), or
+    EDLM when an energy, k > 1 and window > 0 are given (a score model then as its proposal); `tick()`
     after every run, as in `time_runs`."""
+    from edlm.diffusion.sedd.protocol import is_score_model
     from edlm.sampling import sample
     from edlm.util.device import autocast
 
@@ -234,13 +239,18 @@ def measure_diffusion(denoiser, num_samples: int, seq_len: int, steps: int, *, e
     edlm_row = energy is not None and k > 1 and window > 0
     require(energy is None or edlm_row, f"an energy with k={k} and window={window} is plain MDLM; "
             "use k >= 2 and window > 0 for EDLM, or drop the energy.")
+    sedd_row = is_score_model(denoiser) and not edlm_row
+    require(predictor is None or sedd_row, f"predictor={predictor!r} applies to a score model without an energy "
+            "(SEDD's sampler); drop it.")
+    predictor = (predictor or "analytic") if sedd_row else None
+    options = dict(predictor=predictor) if sedd_row else dict(energy=energy, k=k, window=window, tau=tau)
     device = module_device(denoiser)
 
     def run(i: int):
         generator = torch.Generator(device=device).manual_seed(seed + i)
         with autocast(amp_dtype, device):
-            _, stats = sample(denoiser, num_samples, seq_len, steps, energy=energy, k=k, window=window,
-                                   tau=tau, generator=generator, batch_size=batch_size, return_stats=True)
+            _, stats = sample(denoiser, num_samples, seq_len, steps, generator=generator, batch_size=batch_size,
+                              return_stats=True, **options)
         return stats
 
     seconds, stats, peak = _measure(run, device, repeats, warmup, clock, tick)
@@ -249,9 +259,9 @@ def measure_diffusion(denoiser, num_samples: int, seq_len: int, steps: int, *, e
         counts = [s.count(name) for s in stats]
         passes[name] = statistics.fmean(rows for _, rows in counts) / num_samples
         calls[name] = statistics.fmean(n for n, _ in counts)
-    method = "edlm" if edlm_row else "mdlm"
+    method = "edlm" if edlm_row else "sedd" if sedd_row else "mdlm"
     if label is None:
-        label = f"MDLM T={steps}"
+        label = f"SEDD-{predictor} T={steps}" if sedd_row else f"MDLM T={steps}"
         if edlm_row:
             kind = "coAR" if getattr(energy, "carry_over", False) else "AR"
             label = f"EDLM-{kind} T={steps} k={k} w={window:g}"
@@ -259,7 +269,7 @@ def measure_diffusion(denoiser, num_samples: int, seq_len: int, steps: int, *, e
                               passes, calls, steps=steps, k=k if edlm_row else None,
                               window=window if edlm_row else None, tau=tau if edlm_row else None,
                               carry_over=bool(getattr(energy, "carry_over", False)) if edlm_row else None,
-                              peak_memory_bytes=peak)
+                              predictor=predictor, peak_memory_bytes=peak)
 
 
 def measure_ar(lm, num_samples: int, seq_len: int, *, batch_size: int | None = None, repeats: int = 5,
@@ -328,11 +338,12 @@ COLUMNS = ["method", "steps", "k", "window", "median_s", "min_s", "max_s", "iqr_
 
 def latency_benchmark(*, denoiser=None, energy=None, ar=None, mdlm: bool = True, num_samples: int, seq_len: int,
                       steps: list[int], k: list[int] | int = 4, window: float = 0.0, tau: float = 1.0,
-                      batch_size: int | None = None, repeats: int = 5, warmup: int = 1, seed: int = 0,
-                      precision: str = "auto", models: dict | None = None,
+                      predictor: str | None = None, batch_size: int | None = None, repeats: int = 5,
+                      warmup: int = 1, seed: int = 0, precision: str = "auto", models: dict | None = None,
                       clock: Callable[[], float] | None = None, progress: bool = False) -> LatencyResult:
     """Time every configuration the given models allow, side by side, in this order: AR (if `ar`),
-    then for each T in `steps`: MDLM (if `denoiser` and `mdlm`) and EDLM for each k (if `denoiser` and `energy`).
+    then for each T in `steps`: the denoiser's own sampler (if `denoiser` and `mdlm`: MDLM, or SEDD's with
+    `predictor` for a score model) and EDLM for each k (if `denoiser` and `energy`).
 
     energy: an Energy for EDLM (e.g. `AREnergy(lm)`); ar: an LM with the KV-cache protocol of
     `edlm.sampling.ar`. precision: "auto" (bf16 autocast on CUDA), "bf16" or "fp32" as in training.
@@ -367,7 +378,7 @@ def latency_benchmark(*, denoiser=None, energy=None, ar=None, mdlm: bool = True,
         if denoiser is None:
             break
         if mdlm:
-            found.append(measure_diffusion(denoiser, num_samples, seq_len, t, **common))
+            found.append(measure_diffusion(denoiser, num_samples, seq_len, t, predictor=predictor, **common))
         for kk in ks if energy is not None else []:
             found.append(measure_diffusion(denoiser, num_samples, seq_len, t, energy=energy, k=kk, window=window,
                                            tau=tau, **common))

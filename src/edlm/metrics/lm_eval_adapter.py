@@ -14,10 +14,13 @@ lm-eval's own CLI with the same arguments):
 
 The kind is detected from the model: a causal LM (edlm AR checkpoint, `hf:` model) gives exact
 log-likelihoods; a denoiser gives the Monte Carlo ELBO of `edlm.likelihood.conditional` (context clamped,
-only the continuation masked, `num_mc` antithetic times). Both define the greedy check there.
+only the continuation masked, `num_mc` antithetic times), and an absorbing SEDD score model (`ckpt:` of
+`train.objective=sedd`, `hf:louaaron/sedd-small`) the same estimate of its score-entropy bound. All
+define the greedy check there, which is how LAMBADA (`lambada_openai`, accuracy = greedy) is scored: a
+diffusion model decodes the masked continuation in one step, each token its position's argmax.
 
 model_args: `pretrained` (a model spec, `edlm.loading.specs`: ckpt:PATH, pretrained:DIR_OR_ID,
-bundled:NAME, hf:ID_OR_PATH or a path), `num_mc` (32), `seed` (0),
+bundled:NAME, hf:ID_OR_PATH or a path; a causal LM, a denoiser or a score model), `num_mc` (32), `seed` (0),
 `batch_size` (rows per forward pass; "auto" means 64), `device` (auto), `dtype` (hf: only),
 `trust_remote_code` (false), `seq_len` (denoisers: pad every request with masks to this length;
 default: the checkpoint's data.seq_len, 0 disables), `prefix_eos` (start every request with EOS, as
@@ -27,7 +30,7 @@ Tokenization: trailing whitespace of the context moves to the continuation; the 
 are those of `encode(context + continuation)` after `encode(context)` when that is a prefix of it,
 else `encode(continuation)`. Contexts too long for the model are cut from the left.
 `loglikelihood_rolling` scores a text in disjoint windows of the model's length (lm-eval's rolling
-windows); for a denoiser the sum is an ELBO, i.e. a lower bound on the log-likelihood in expectation.
+windows); for a diffusion model the sum is an ELBO, i.e. a lower bound on the log-likelihood in expectation.
 `generate_until` is not supported (diffusion sampling is `edlm sample`).
 """
 
@@ -49,7 +52,7 @@ _NO_TOKEN = -1  # stands for lm-eval's rolling-window prefix token, dropped befo
 
 
 class EdlmLM(LM):
-    """An lm-eval `LM` over an edlm denoiser or causal LM (see the module docstring)."""
+    """An lm-eval `LM` over an edlm denoiser, absorbing score model or causal LM (see the module docstring)."""
 
     def __init__(self, pretrained: str | None = None, *, model=None, tokenizer=None, num_mc: int = 32,
                  seed: int = 0, batch_size: int | str = 64, device: str | None = "auto", dtype: str | None = None,
@@ -64,7 +67,7 @@ class EdlmLM(LM):
             from edlm.loading.specs import load_spec
 
             loaded = load_spec(str(pretrained), device=device or "auto", dtype=dtype,
-                               trust_remote_code=bool(trust_remote_code), role=("denoiser", "causal"),
+                               trust_remote_code=bool(trust_remote_code), role=("denoiser", "score", "causal"),
                                what="model_args pretrained")
             model, tokenizer, default_len = loaded.model, tokenizer or loaded.tokenizer, loaded.seq_len
         require(tokenizer is not None, "the edlm lm-eval model needs a tokenizer; pass tokenizer=... with model=.")

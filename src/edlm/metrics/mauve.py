@@ -2,7 +2,9 @@
 
 Protocol (the SEDD-vs-GPT-2 evaluation's): human reference texts are cut into windows of `prompt_len + cont_len` tokens
 (50 + 50) in the samples' tokenizer; the first `prompt_len` tokens of each window are the prompts
-the model continues. Every sample (one JSONL file or `seed` value per sampling seed) holds the prompt
+the model continues (`prompt_ids`; `edlm sample --prompts FILE`). A sample may be longer than
+`prompt_len + cont_len` (generated at the model's full length): only its first `prompt_len + cont_len`
+tokens are read, the variant that generates the full length and keeps the first 100 tokens. Every sample (one JSONL file or `seed` value per sampling seed) holds the prompt
 and its continuation; its continuation is cut at the first EOS (the EOS rule of
 `edlm.metrics.samples`). `span` picks what is featurized: "full" (prompt + continuation, the default)
 or "continuation". MAUVE is computed for each seed against the same reference features, and the
@@ -94,6 +96,19 @@ def reference_windows(ids: list[int], length: int, num: int) -> list[list[int]]:
     require(len(windows) == num, f"the reference text has {len(ids)} tokens, enough for {len(windows)} windows of "
             f"{length}, not {num}; use fewer samples or a longer reference.")
     return windows
+
+
+def prompt_ids(path: str, tokenizer, prompt_len: int, cont_len: int, num: int) -> torch.Tensor:
+    """Long[num, prompt_len]: the prompts of the first `num` windows of `prompt_len + cont_len` tokens of a
+    text file, the windows `load_reference` cuts the same file into, so that sample i continues the
+    prompt of reference window i (`edlm sample --prompts`)."""
+    from pathlib import Path
+
+    require(Path(path).suffix != ".jsonl", f"prompts file {path!r} is a JSONL file; pass the human text file that "
+            "edlm eval mauve --reference reads.")
+    require(prompt_len >= 1, f"prompt_len={prompt_len} must be at least 1.")
+    windows = load_reference(path, tokenizer, prompt_len + cont_len, num)
+    return torch.tensor([w.ids[:prompt_len] for w in windows], dtype=torch.long)
 
 
 def load_reference(path: str, tokenizer, length: int, num: int) -> list[Sample]:

@@ -20,8 +20,11 @@ documents are joined by single spaces and cut into rows of seq_len characters; f
 tokenizer the text is first reduced to text8's alphabet (`text8_normalize`).
 
 The number is `edlm.likelihood.nelbo.split_likelihood` over every token of every row: exact for a
-causal LM (kind "exact"), the MDLM NELBO for a denoiser (kind "upper_bound": the perplexity is an
-upper bound, up to Monte Carlo error).
+causal LM (kind "exact"), the MDLM NELBO for a denoiser and the score-entropy bound for a SEDD score
+model (kind "upper_bound": the perplexity is an upper bound, up to Monte Carlo error). Both
+dataset-level orders are reported: `ppl = exp(mean NLL per token)` over the whole corpus, and
+`ppl_mean_of_sequences = mean over rows of exp(NLL_row / seq_len)` (exp, then mean: what SEDD's code
+reports; never below `ppl`, docs/pitfalls.md, item 10).
 """
 
 from __future__ import annotations
@@ -148,7 +151,8 @@ def documents_to_rows(documents: list[str], tokenizer, seq_len: int) -> torch.Te
 
 @dataclass
 class ZeroShotResult:
-    """Zero-shot likelihood of a corpus. ppl = exp(nats_per_token); kind "upper_bound" marks a bound."""
+    """Zero-shot likelihood of a corpus. ppl = exp(nats_per_token); ppl_mean_of_sequences = mean over rows
+    of exp(row nats / seq_len) (the other order); kind "upper_bound" marks a bound."""
 
     corpus: str
     split: str
@@ -163,6 +167,7 @@ class ZeroShotResult:
     num_tokens: int
     seq_len: int
     num_t: int
+    ppl_mean_of_sequences: float
 
     @property
     def ppl_label(self) -> str:
@@ -176,7 +181,7 @@ def zeroshot_perplexity(model, tokenizer, corpus: str, *, seq_len: int, split: s
                         detokenizer: str | None = None, path: str | None = None, hf_config: str = "",
                         text_field: str = "text", num_t: int = 16, batch_size: int = 16,
                         max_sequences: int | None = None, seed: int = 0, progress: bool = False) -> ZeroShotResult:
-    """Per-token likelihood of `model` (denoiser or causal LM) on a corpus (module docstring).
+    """Per-token likelihood of `model` (denoiser, score model or causal LM) on a corpus (module docstring).
 
     detokenizer: one of DETOKENIZERS, None for the corpus's default. max_sequences: evaluate only the
     first rows (a quick look; the number then describes that slice). seed: the Monte Carlo generator.
@@ -192,4 +197,4 @@ def zeroshot_perplexity(model, tokenizer, corpus: str, *, seq_len: int, split: s
                               generator=torch.Generator().manual_seed(seed), progress=progress)
     return ZeroShotResult(corpus, split, name, result.kind, result.ppl, result.nats_per_token,
                           result.bits_per_token, result.stderr, len(documents), result.num_sequences,
-                          result.num_tokens, seq_len, result.num_t)
+                          result.num_tokens, seq_len, result.num_t, result.ppl_mean_of_sequences)
