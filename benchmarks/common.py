@@ -23,3 +23,15 @@ def write_results(name: str, payload: dict, markdown: str, directory: Path = RES
     directory.mkdir(parents=True, exist_ok=True)
     (directory / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
     (directory / f"{name}.md").write_text(markdown)
+
+
+def run_main(main, name: str) -> None:
+    """Exit with the status main() returns; an EdlmError becomes one line `NAME: error: ...` on stderr and
+    exit status 2."""
+    from edlm.errors import EdlmError
+
+    try:
+        sys.exit(main())
+    except EdlmError as err:
+        print(f"{name}: error: {err}", file=sys.stderr)
+        sys.exit(2)

@@ -45,7 +45,7 @@ from pathlib import Path
 import torch
 
 import edlm
-from common import git_revision, machine
+from common import git_revision, machine, run_main
 from edlm.util.device import module_device
 from edlm.errors import require
 from edlm.metrics.generative import sequence_nll, unigram_entropy
@@ -223,10 +223,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from edlm.errors import EdlmError
-
-    try:
-        sys.exit(main())
-    except EdlmError as err:
-        print(f"glauber_isocompute: error: {err}", file=sys.stderr)
-        sys.exit(2)
+    run_main(main, "glauber_isocompute")

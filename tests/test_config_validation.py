@@ -36,7 +36,7 @@ BAD = [
     (["train.precision=fp16"], "train.precision='fp16' must be one of auto, bf16, fp32."),
     (["train.lr_schedule=linear"], "train.lr_schedule='linear' must be one of constant, cosine."),
     (["train.objective=plaid"], "train.objective='plaid' must be one of ar, "),
-    (["data.corpus=wiki"], "data.corpus='wiki' must be one of hf, text, text8."),
+    (["data.corpus=wiki"], "data.corpus='wiki' must be one of hf, puzzles, text, text8."),
     (["data.seq_len=0"], "data.seq_len=0 must be at least 1."),
     (["data.valid_fraction=1"], "data.valid_fraction=1.0 must be in (0, 1)."),
     (["data.seq_len=512"], "data.seq_len=512 exceeds model.max_seq_len=256; raise model.max_seq_len"),

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from test_train_support import load_script
 
 from edlm.config import load_config
 from edlm.errors import EdlmError
@@ -26,11 +25,7 @@ AR = ["train.objective=ar", "model.causal=true", "model.adaln=false"]
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, str(SCRIPT.parent))  # the script imports its neighbour benchmarks/common.py
-    spec = importlib.util.spec_from_file_location("glauber_isocompute", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT)
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -3,7 +3,6 @@ the script a GPU session runs cannot rot; and its model-FLOP count and bf16 peak
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_train_support import subprocess_env
+from test_train_support import load_script, subprocess_env
 from torch import nn
 
 from edlm.errors import EdlmError
@@ -23,11 +22,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
 
 @pytest.fixture(scope="module")
 def check():
-    sys.path.insert(0, str(SCRIPT.parent))  # the script imports its neighbour benchmarks/common.py
-    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT)
 
 
 def test_dry_run_writes_the_report(tmp_path):

@@ -7,11 +7,10 @@ import random
 import re
 
 import pytest
-import torch
 
 from edlm.errors import EdlmError
 from edlm.puzzles.datasets import split_of, sudoku_set, zebra_set
-from edlm.puzzles.lines import parse_sudoku_line, read_sudoku_file
+from edlm.puzzles.lines import parse_sudoku_line, read_puzzle_file
 from edlm.puzzles.score import ratio_interval, score_answers, wilson_interval
 from edlm.puzzles.sudoku import conflict, count_solutions, generate, solutions, solver_order
 from edlm.puzzles.tokens import (cells_clamp, cells_tokens, decode_cells, decode_pairs, pairs_prefix, pairs_tokens,
@@ -112,13 +111,13 @@ def test_files_refuse_empty_lines_mixed_sizes_and_missing_files(tmp_path):
     path = tmp_path / "p.txt"
     path.write_text(PUZZLE4 + "\n\n")
     with pytest.raises(EdlmError, match="line 2 of --puzzles .* is empty"):
-        read_sudoku_file(path)
+        read_puzzle_file(path)
     six = "".join(map(str, sudoku_set(6, 14, 1, "test")[0][0]))
     path.write_text(PUZZLE4 + "\n" + six + "\n")
-    with pytest.raises(EdlmError, match="line 2 holds a board of 36 cells but line 1 one of 16"):
-        read_sudoku_file(path)
+    with pytest.raises(EdlmError, match="line 2 holds a sudoku-6x6 puzzle but line 1 a sudoku-4x4 one"):
+        read_puzzle_file(path)
     with pytest.raises(EdlmError, match="is not a file"):
-        read_sudoku_file(tmp_path / "missing.txt")
+        read_puzzle_file(tmp_path / "missing.txt")
 
 
 def test_token_formats():

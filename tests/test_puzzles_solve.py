@@ -1,5 +1,5 @@
-"""Solving puzzles with a model (`edlm.sampling.puzzles`): exact answers from oracle models give accuracy 1,
-a uniform denoiser gives the chance level, and the givens never change."""
+"""Solving puzzles with a model (`edlm.sampling.puzzles`): exact answers from oracle models give accuracy 1
+on Sudoku and Zebra puzzles, a uniform denoiser gives the chance level, and the givens never change."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import torch
 import torch.nn.functional as F
 
 from edlm.errors import EdlmError
-from edlm.puzzles.datasets import sudoku_set
+from edlm.puzzles.datasets import sudoku_set, zebra_set
 from edlm.puzzles.score import score_answers
-from edlm.puzzles.tokens import cells_clamp, cells_tokens, pairs_prefix, pairs_tokens, seq_len, sudoku_instance
+from edlm.puzzles.tokens import (cells_clamp, cells_tokens, pairs_prefix, pairs_tokens, seq_len, sudoku_instance,
+                                 vocab_size, zebra_instance)
 from edlm.sampling.clamped_ar import clamped_ar_sample
 from edlm.sampling.glauber_diffusion import fixed_order
 from edlm.sampling.puzzles import reverse_calls, solve
@@ -21,14 +22,22 @@ def instances():
     return [sudoku_instance(p, s) for p, s in sudoku_set(6, 14, 40, "test", seed=1)]
 
 
+@pytest.fixture(scope="module")
+def zebra_instances():
+    return [zebra_instance(p, max_clues=9) for p in zebra_set(3, 4, 12, "test", seed=1)]
+
+
+KINDS = ["instances", "zebra_instances"]
+
+
 class OracleDenoiser:
-    """A denoiser that finds the puzzle by its givens (always visible) and returns its solution one-hot
-    (or, with uniform=True, equal logits everywhere)."""
+    """A denoiser that finds the puzzle by its givens and clues (always visible) and returns its solution
+    one-hot (or, with uniform=True, equal logits everywhere)."""
 
     def __init__(self, instances, uniform: bool = False):
         self.clamps = torch.stack([cells_clamp(i) for i in instances])
         self.targets = torch.stack([cells_tokens(i) for i in instances])
-        self.vocab_size = instances[0].values
+        self.vocab_size = vocab_size("cells", instances[0])
         self.uniform = uniform
 
     def __call__(self, xt, t):
@@ -44,7 +53,7 @@ class OracleLM:
     def __init__(self, instances, order: str):
         self.prefixes = [pairs_prefix(i).tolist() for i in instances]
         self.targets = [pairs_tokens(i, order).tolist() for i in instances]
-        self.vocab_size = instances[0].values + instances[0].slots
+        self.vocab_size = vocab_size("pairs", instances[0])
         self.bos_id = self.vocab_size
 
     def token_logprobs(self, x):
@@ -62,8 +71,10 @@ class OracleLM:
         return 50.0 * F.one_hot(torch.tensor(rows), self.vocab_size).float()
 
 
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("unmasking", ["random", "confidence", "margin"])
-def test_an_oracle_denoiser_solves_every_board(instances, unmasking):
+def test_an_oracle_denoiser_solves_every_board(request, kind, unmasking):
+    instances = request.getfixturevalue(kind)
     solved = solve(OracleDenoiser(instances), instances, unmasking=unmasking, generator=torch.Generator().manual_seed(0))
     scores = score_answers(solved.answers, instances)
     assert scores["board_accuracy"] == 1.0 and scores["cell_accuracy"] == 1.0 and scores["givens_changed"] == 0
@@ -81,13 +92,15 @@ def test_a_uniform_denoiser_is_at_chance(instances):
     assert low < 1 / 6 < high
 
 
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("order", ["rowmajor", "solver"])
-def test_an_oracle_lm_solves_every_board_in_either_order(instances, order):
+def test_an_oracle_lm_solves_every_board_in_either_order(request, kind, order):
+    instances = request.getfixturevalue(kind)
     solved = solve(OracleLM(instances, order), instances, generator=torch.Generator().manual_seed(0))
     scores = score_answers(solved.answers, instances)
     assert solved.method == "ar" and scores["board_accuracy"] == 1.0
     length = seq_len("pairs", instances[0])
-    assert solved.calls.tolist() == [length - 2 * sum(i.given) for i in instances]
+    assert solved.calls.tolist() == [length - len(i.context) - 2 * sum(i.given) for i in instances]
 
 
 def test_a_wrong_vocabulary_is_refused(instances):

@@ -1,11 +1,13 @@
 """Shared helpers of the training and checkpoint tests (this module holds no tests itself).
 
 `text8_dir` writes a synthetic text8-like prefix (12M characters of words from a small vocabulary)
-once per test session; `tiny_overrides` gives a model and schedule small enough for CPU tests.
+once per test session; `tiny_overrides` gives a model and schedule small enough for CPU tests;
+`load_script` imports a benchmark script as a module.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -46,3 +48,15 @@ def subprocess_env() -> dict[str, str]:
 
 
 PYTHON = sys.executable
+
+
+def load_script(path: Path):
+    """The benchmark script `path` as a module named after its file (registered in sys.modules, where its
+    dataclasses look their module up), with the script's directory first on sys.path (the scripts import
+    their neighbour benchmarks/common.py)."""
+    sys.path.insert(0, str(path.parent))
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module

@@ -30,12 +30,16 @@ GLAUBER_LOSSES = ("exact", "seed")
 class DataConfig:
     """Where tokens come from.
 
-    corpus: "text8" (character level, 27 symbols), "text" (local text files) or "hf" (a Hugging Face dataset).
+    corpus: "text8" (character level, 27 symbols), "text" (local text files), "hf" (a Hugging Face dataset)
+        or "puzzles" (Sudoku or Zebra puzzles, one per row: `edlm.data.puzzles`).
     path: for text8, a directory (or file) holding `text8`, `text8.zip` or `text8/text8_prefix.txt`;
         empty means $EDLM_DATA, then download of the canonical text8.zip into the cache directory.
-        For "text", one file or a directory with train/valid/test files.
-    tokenizer: "char" (text8), "gpt2" (tiktoken r50k_base), "tiktoken:FILE" or "hf:NAME_OR_PATH".
-    seq_len: tokens per training sequence (chunk length for text8, wrap length for token corpora).
+        For "text", one file or a directory with train/valid/test files; for "puzzles", a directory
+        that `edlm data puzzles` wrote.
+    tokenizer: "char" (text8), "gpt2" (tiktoken r50k_base), "tiktoken:FILE", "hf:NAME_OR_PATH", or for
+        puzzles "puzzle:SHAPE:FORMAT" (such as puzzle:sudoku-6x6:cells).
+    seq_len: tokens per training sequence (chunk length for text8, wrap length for token corpora, the
+        format's length for puzzles).
     """
 
     corpus: str = "text8"

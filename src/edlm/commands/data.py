@@ -3,6 +3,8 @@
 - `edlm data text8 [--data PATH] [--seq-len N]`: find (or download and verify) text8, check every character, and
   print where it lives, its md5, and each split's character range and number of chunks.
 - `edlm data stats RECIPE [KEY=VALUE ...]`: the tokenizer and the sequences and tokens of each split of a recipe.
+- `edlm data puzzles sudoku|zebra OUT_DIR ...`: generate a directory of train, valid and test puzzles
+  (`edlm.puzzles.corpus`) for `data.corpus=puzzles` and `edlm eval puzzles`.
 """
 
 from __future__ import annotations
@@ -23,10 +25,29 @@ def register(subparsers) -> None:
     stats.add_argument("recipe", metavar="RECIPE", help="a shipped recipe name or a YAML file")
     stats.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. data.seq_len=128")
     stats.set_defaults(func=run)
+    puzzles = inner.add_parser("puzzles", help="generate train, valid and test Sudoku or Zebra puzzles, each with "
+                               "one solution", description="Write OUT_DIR/train.txt, valid.txt and test.txt (one "
+                               "puzzle per line; Sudoku solutions in OUT_DIR/SPLIT-solutions.txt) and OUT_DIR/puzzles.json. Puzzle i "
+                               "of a split depends only on the shape, --givens, --seed, the split and i.")
+    puzzles.add_argument("kind", choices=("sudoku", "zebra"), help="Sudoku boards or Zebra (Einstein) puzzles")
+    puzzles.add_argument("out", metavar="OUT_DIR", help="the directory to write (replaced if it exists)")
+    puzzles.add_argument("--size", type=int, help="sudoku: board size 4, 6 or 9 (default 6)")
+    puzzles.add_argument("--givens", type=int, help="sudoku: givens per board, fewer is harder (default 10)")
+    puzzles.add_argument("--houses", type=int, help="zebra: houses, 3 to 6 (default 4)")
+    puzzles.add_argument("--attributes", type=int, help="zebra: attributes, 3 to 6 (default 4)")
+    for split, count in (("train", 10000), ("valid", 256), ("test", 1000)):
+        puzzles.add_argument(f"--{split}", type=int, default=count, help=f"{split} puzzles (default {count})")
+    puzzles.add_argument("--seed", type=int, default=0, help="seed of the puzzles (default 0)")
+    puzzles.add_argument("--workers", type=int, default=1, help="processes that generate puzzles (default 1)")
+    puzzles.set_defaults(func=run)
+
+
+PUZZLE_OPTIONS = {"sudoku": ("size", "givens"), "zebra": ("houses", "attributes")}
+PUZZLE_DEFAULTS = {"size": 6, "givens": 10, "houses": 4, "attributes": 4}
 
 
 def run(args) -> int:
-    return _text8(args) if args.data_command == "text8" else _stats(args)
+    return {"text8": _text8, "stats": _stats, "puzzles": _puzzles}[args.data_command](args)
 
 
 def _text8(args) -> int:
@@ -65,3 +86,30 @@ def _stats(args) -> int:
             continue
         print(f"  {split:5s} {rows.shape[0]:,} sequences x {rows.shape[1]} = {rows.numel():,} tokens")
     return 2 if failed else 0
+
+
+def _puzzles(args) -> int:
+    import time
+
+    from edlm.errors import require
+    from edlm.puzzles.corpus import manifest, write_puzzle_dir
+    from edlm.util.outputs import check_output_path
+
+    for kind, names in PUZZLE_OPTIONS.items():
+        for name in names:
+            require(kind == args.kind or getattr(args, name) is None,
+                    f"--{name} applies to {kind} puzzles, not to {args.kind}; drop it.")
+    value = {name: PUZZLE_DEFAULTS[name] if getattr(args, name) is None else getattr(args, name)
+             for name in PUZZLE_OPTIONS[args.kind]}
+    shape = (f"sudoku-{value['size']}x{value['size']}" if args.kind == "sudoku"
+             else f"zebra-{value['houses']}x{value['attributes']}")
+    counts = {"train": args.train, "valid": args.valid, "test": args.test}
+    meta = manifest(shape, value.get("givens"), args.seed, counts)
+    out = check_output_path(args.out, option="OUT_DIR", kind="dir")
+    started = time.perf_counter()
+    write_puzzle_dir(out, meta, workers=args.workers)
+    written = ", ".join(f"{n:,} {split}" for split, n in meta["counts"].items())
+    givens = "" if meta["givens"] is None else f" with {meta['givens']} givens"
+    print(f"wrote {written} {shape} puzzles{givens} (seed {args.seed}) to {out} in "
+          f"{time.perf_counter() - started:.1f} s")
+    return 0

@@ -12,6 +12,7 @@ token cache).
   ranks, so the vocabulary has len(ranks) + 1 ids (for GPT-2's file: 50256 and 50257).
 - "hf:NAME_OR_PATH": `transformers.AutoTokenizer` (a local directory works offline); `vocab_size` counts added
   tokens too, EOS is the tokenizer's `eos_token`.
+- "puzzle:SHAPE:FORMAT": Sudoku or Zebra puzzles in a token format (`edlm.puzzles.tokenizer`, no EOS).
 
 Decoding renders ids outside the vocabulary (the model's mask id) as `[MASK]` ('_' for characters).
 """
@@ -28,6 +29,8 @@ from pathlib import Path
 from edlm.data.chars import CharTokenizer
 from edlm.data.files import data_root, file_digest, resolve_data_path
 from edlm.errors import EdlmError, require
+from edlm.puzzles.tokenizer import PREFIX as PUZZLE_PREFIX
+from edlm.puzzles.tokenizer import PuzzleTokenizer
 
 GPT2_RANKS_SHA256 = "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930"
 ENDOFTEXT = "<|endoftext|>"
@@ -184,8 +187,8 @@ def _local_or_name(name_or_path: str) -> str:
 
 
 def build_tokenizer(spec):
-    """The tokenizer a spec names (`char`, `gpt2`, `tiktoken:FILE`, `hf:NAME_OR_PATH`; see the module docstring),
-    given as a string or as a DataConfig (its `tokenizer` field)."""
+    """The tokenizer a spec names (`char`, `gpt2`, `tiktoken:FILE`, `hf:NAME_OR_PATH`, `puzzle:SHAPE:FORMAT`; see
+    the module docstring), given as a string or as a DataConfig (its `tokenizer` field)."""
     spec = getattr(spec, "tokenizer", spec)
     if spec == "char":
         return CharTokenizer()
@@ -197,7 +200,10 @@ def build_tokenizer(spec):
         return TiktokenTokenizer.from_file(path, "tiktoken:" + path.name)
     if spec.startswith("hf:"):
         return HFTokenizer(_local_or_name(spec[len("hf:"):]))
-    raise EdlmError(f"data.tokenizer={spec!r} is unknown; use char, gpt2, tiktoken:FILE or hf:NAME_OR_PATH.")
+    if spec.startswith(PUZZLE_PREFIX):
+        return PuzzleTokenizer(spec)
+    raise EdlmError(f"data.tokenizer={spec!r} is unknown; use char, gpt2, tiktoken:FILE, hf:NAME_OR_PATH or "
+                    "puzzle:SHAPE:FORMAT.")
 
 
 def check_vocab(tokenizer, vocab_size: int) -> None:

@@ -6,7 +6,8 @@ as BOS, as in GPT-2), so every row starts and ends with EOS and documents run ac
 
 Cache: `<cache dir>/tokens/<key>.npy` (int32 [N, seq_len]), keyed by a hash of the corpus content, the
 tokenizer's fingerprint, the split, seq_len, valid_fraction and `WRAP_FORMAT`; written atomically, so parallel
-processes may race safely. Corpora or tokenizers without a fingerprint are not cached.
+processes may race safely. Corpora or tokenizers without a fingerprint are not cached. `cached_rows` is
+that cache for any rows with a key (puzzle rows use it too: `edlm.data.puzzles`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+from typing import Callable
 
 import numpy as np
 import torch
@@ -40,14 +42,12 @@ def wrap_documents(token_lists, eos_id: int, seq_len: int) -> torch.Tensor:
     return torch.from_numpy(rows)
 
 
-def load_token_split(corpus: Corpus, tokenizer, split: str, seq_len: int, valid_fraction: float) -> torch.Tensor:
-    """LongTensor[N, seq_len] of `split` of `corpus`, tokenized and wrapped; read from the cache when possible."""
-    require(tokenizer.eos_id is not None, f"tokenizer {tokenizer.name} has no EOS id, which wrapping documents needs; "
-                                          "use gpt2, tiktoken:FILE or an hf: tokenizer with an eos_token.")
+def cached_rows(key: list | None, seq_len: int, build: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """LongTensor[N, seq_len]: the cache entry of `key` (a JSON-able list that fixes the rows exactly) when
+    it is readable, else `build()`, which is then cached; key None builds without caching."""
     path = None
-    if corpus.fingerprint and tokenizer.fingerprint:
-        key = json.dumps([WRAP_FORMAT, corpus.fingerprint, tokenizer.fingerprint, split, seq_len, valid_fraction])
-        path = cache_dir() / "tokens" / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.npy"
+    if key is not None:
+        path = cache_dir() / "tokens" / f"{hashlib.sha256(json.dumps(key).encode()).hexdigest()[:32]}.npy"
         if path.is_file():
             try:
                 rows = np.load(path, allow_pickle=False)
@@ -55,9 +55,23 @@ def load_token_split(corpus: Corpus, tokenizer, split: str, seq_len: int, valid_
                     return torch.from_numpy(rows.astype(np.int64))
             except (OSError, ValueError):
                 pass  # unreadable cache entry: rebuild it below
-    docs = split_documents(corpus, split, valid_fraction)
-    rows = wrap_documents(tokenizer.encode_batch(docs), tokenizer.eos_id, seq_len)
+    rows = build()
     if path is not None:
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.save(f, rows.numpy().astype(np.int32))
     return rows
+
+
+def load_token_split(corpus: Corpus, tokenizer, split: str, seq_len: int, valid_fraction: float) -> torch.Tensor:
+    """LongTensor[N, seq_len] of `split` of `corpus`, tokenized and wrapped; read from the cache when possible."""
+    require(tokenizer.eos_id is not None, f"tokenizer {tokenizer.name} has no EOS id, which wrapping documents needs; "
+                                          "use gpt2, tiktoken:FILE or an hf: tokenizer with an eos_token.")
+    key = None
+    if corpus.fingerprint and tokenizer.fingerprint:
+        key = [WRAP_FORMAT, corpus.fingerprint, tokenizer.fingerprint, split, seq_len, valid_fraction]
+
+    def build() -> torch.Tensor:
+        docs = split_documents(corpus, split, valid_fraction)
+        return wrap_documents(tokenizer.encode_batch(docs), tokenizer.eos_id, seq_len)
+
+    return cached_rows(key, seq_len, build)

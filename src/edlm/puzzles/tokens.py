@@ -51,11 +51,13 @@ class Instance:
         return len(self.solution)
 
 
-def sudoku_instance(puzzle, solution) -> Instance:
-    """A Sudoku board (digits, 0 = blank) and its solution as an Instance: value d - 1 for digit d."""
+def sudoku_instance(puzzle, solution, with_order: bool = True) -> Instance:
+    """A Sudoku board (digits, 0 = blank) and its solution as an Instance: value d - 1 for digit d.
+    with_order=False leaves `order` empty (only the "solver" order of the pairs format reads it; computing
+    it is most of the cost on 9x9 boards)."""
     size = round(len(solution) ** 0.5)
     return Instance(size, tuple(d - 1 for d in solution), tuple(d != 0 for d in puzzle),
-                    tuple(solver_order(puzzle, solution)))
+                    tuple(solver_order(puzzle, solution)) if with_order else ())
 
 
 def zebra_vocab(houses: int, attributes: int) -> int:
@@ -79,6 +81,22 @@ def zebra_instance(puzzle: ZebraPuzzle, max_clues: int) -> Instance:
     solution = tuple(v for row in puzzle.solution for v in row)
     return Instance(m, solution, (False,) * len(solution), tuple(zebra_solver_order(puzzle)), tuple(context),
                     zebra_vocab(m, k))
+
+
+def shape_of(record) -> str:
+    """The shape of a puzzle record: "sudoku-NxN" for a (puzzle, solution) pair of boards, "zebra-MxK" for a
+    ZebraPuzzle of M houses and K attributes."""
+    if isinstance(record, ZebraPuzzle):
+        return f"zebra-{record.houses}x{record.attributes}"
+    size = round(len(record[1]) ** 0.5)
+    return f"sudoku-{size}x{size}"
+
+
+def instance_of(record, max_clues: int = 0, with_order: bool = True) -> Instance:
+    """The Instance of a puzzle record (`shape_of`); `max_clues` pads a Zebra puzzle's clues (Sudoku has none)."""
+    if isinstance(record, ZebraPuzzle):
+        return zebra_instance(record, max_clues)
+    return sudoku_instance(*record, with_order=with_order)
 
 
 def vocab_size(fmt: str, instance: Instance) -> int:
@@ -112,6 +130,8 @@ def _pair_order(instance: Instance, order: str) -> list[int]:
     require(order in ORDERS, f"order {order!r} is unknown; use one of {', '.join(ORDERS)}.")
     givens = [s for s in range(instance.slots) if instance.given[s]]
     free = list(instance.order) if order == "solver" else [s for s in range(instance.slots) if not instance.given[s]]
+    require(len(givens) + len(free) == instance.slots, "the instance has no solver order; build it with "
+            "with_order=True for the solver order.")
     return givens + free
 
 

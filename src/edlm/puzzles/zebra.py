@@ -63,13 +63,18 @@ class ZebraPuzzle:
 
     def text(self) -> str:
         """One line: `clue ; clue ; ... | 1: A2 B1 ; 2: A1 B2 ; ...` (the clue section, then the grid)."""
-        grid = " ; ".join(f"{h + 1}: " + " ".join(entity_text((a, v)) for a, v in enumerate(row))
-                          for h, row in enumerate(self.solution))
-        return " ; ".join(c.text() for c in self.clues) + " | " + grid
+        return " ; ".join(c.text() for c in self.clues) + " | " + grid_text(self.solution)
 
 
 def entity_text(entity: tuple[int, int]) -> str:
-    return f"{LETTERS[entity[0]]}{entity[1] + 1}"
+    """`A1` for (attribute 0, value 0); `A?` for a value of -1 (unknown)."""
+    return f"{LETTERS[entity[0]]}{entity[1] + 1 if entity[1] >= 0 else '?'}"
+
+
+def grid_text(grid) -> str:
+    """The grid section of a puzzle's line, `1: A2 B1 ; 2: A1 B2 ; ...` (grid[house][attribute] = value)."""
+    return " ; ".join(f"{h + 1}: " + " ".join(entity_text((a, v)) for a, v in enumerate(row))
+                      for h, row in enumerate(grid))
 
 
 def _house(grid, entity: tuple[int, int]) -> int:
