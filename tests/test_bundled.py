@@ -17,6 +17,7 @@ from edlm.config import load_config
 from edlm.energy import NCEEnergy
 from edlm.errors import EdlmError
 from edlm.models import CausalLM, MaskedDiffusionLM
+from edlm.models.sedd import SEDDScoreModel
 from edlm.loading.pretrained import BUNDLED_ENV, WEIGHTS_FILE, bundled_dir, bundled_names, from_pretrained, save_pretrained
 from edlm.loading.specs import load_spec
 
@@ -216,15 +217,17 @@ def test_missing_bundled_directory_exits_2(tmp_path, monkeypatch, capsys):
 
 def test_the_committed_models_load_and_know_english(monkeypatch):
     """The real bundled checkpoints (not the tiny ones): each loads as its kind, the AR models give a
-    real text8 sentence far fewer bits than a scrambled copy, and the MDLM bound is well below uniform."""
+    real text8 sentence far fewer bits than a scrambled copy, and the MDLM and SEDD bounds are well
+    below uniform."""
     import edlm
     from edlm.data import build_tokenizer
     from edlm.config import DataConfig
 
     monkeypatch.delenv(BUNDLED_ENV, raising=False)
-    assert bundled_names() == sorted(MODELS)
-    models = {name: edlm.load(f"bundled:{name}", device="cpu") for name in MODELS}
-    for name, (cls, _) in MODELS.items():
+    kinds = {**{name: cls for name, (cls, _) in MODELS.items()}, "text8-small-sedd": SEDDScoreModel}
+    assert bundled_names() == sorted(kinds)
+    models = {name: edlm.load(f"bundled:{name}", device="cpu") for name in kinds}
+    for name, cls in kinds.items():
         assert type(models[name]) is cls and models[name].config.max_seq_len == 256, name
     text = ("the history of the city begins in the middle ages when a small settlement was founded on the river "
             "by monks who built a church and a school the town grew quickly during the industrial revolution")
@@ -233,5 +236,6 @@ def test_the_committed_models_load_and_know_english(monkeypatch):
     for name in ("text8-small-ar", "text8-small-oracle"):
         bits = [float(edlm.nelbo(models[name], x).nats_per_token) / math.log(2) for x in (ids, scrambled)]
         assert bits[0] < 2.5 < 3.5 < bits[1], (name, bits)  # trained: ~2 bits/char on text, ~4+ on noise
-    mdlm = edlm.nelbo(models["text8-small-mdlm"], ids, num_t=64, generator=torch.Generator().manual_seed(0))
-    assert float(mdlm.nats_per_token) / math.log(2) < 3.5  # upper bound, below uniform log2(27) = 4.75
+    for name in ("text8-small-mdlm", "text8-small-sedd"):
+        bound = edlm.nelbo(models[name], ids, num_t=64, generator=torch.Generator().manual_seed(0))
+        assert float(bound.nats_per_token) / math.log(2) < 3.5, name  # upper bound, below uniform log2(27) = 4.75
