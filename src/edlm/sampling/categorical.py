@@ -96,16 +96,17 @@ def row_logprobs(logits: torch.Tensor, rows: torch.Tensor, tokens: torch.Tensor)
 
 
 def inverse_cdf(logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """One draw from softmax(logits[m]) per row by inverse CDF in float64: logits Float[M, V], u Float64[M]
-    uniforms in [0, 1) -> Long[M], the first v with `cdf_v >= (1 - u) * cdf_{V-1}` (tokens of probability
-    0 are never drawn). One uniform per draw, so callers can draw every uniform of a run up front."""
-    out = torch.empty(u.shape, dtype=torch.long, device=logits.device)
+    """Draws from softmax(logits[m]) by inverse CDF in float64: logits Float[M, V], u Float64[M] or
+    [M, K] uniforms in [0, 1) (K draws per row) -> Long of u's shape, each the first v with
+    `cdf_v >= (1 - u) * cdf_{V-1}` (tokens of probability 0 are never drawn). One uniform per draw, so
+    callers can draw every uniform of a run up front. Rows are taken in chunks of bounded memory."""
+    draws = u.reshape(u.shape[0], -1)
+    out = torch.empty(draws.shape, dtype=torch.long, device=logits.device)
     step = rows_per_chunk(logits.shape[-1])
-    for start in range(0, u.numel(), step):
+    for start in range(0, draws.shape[0], step):
         cdf = torch.softmax(logits[start:start + step].double(), dim=-1).cumsum(dim=-1)
         require(bool(torch.isfinite(cdf[:, -1]).all()),
                 "the model returned logits with NaN or +inf (or a row of only -inf); check the model and its inputs.")
-        target = (1.0 - u[start:start + step].to(cdf.device, torch.float64)) * cdf[:, -1:].squeeze(-1)
-        out[start:start + step] = torch.searchsorted(cdf, target[:, None], right=False).squeeze(-1).clamp_max_(
-            logits.shape[-1] - 1)
-    return out
+        target = (1.0 - draws[start:start + step].to(cdf.device, torch.float64)) * cdf[:, -1:]
+        out[start:start + step] = torch.searchsorted(cdf, target, right=False).clamp_max_(logits.shape[-1] - 1)
+    return out.view(u.shape)

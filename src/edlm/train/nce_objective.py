@@ -41,7 +41,7 @@ from edlm.diffusion import antithetic_times, forward_mask, make_schedule
 from edlm.errors import require
 from edlm.models.config import config_differences
 from edlm.models.nce import NCEEnergy
-from edlm.sampling.categorical import rows_per_chunk
+from edlm.sampling.categorical import inverse_cdf, rows_per_chunk
 from edlm.train.objectives import register_objective
 
 
@@ -75,15 +75,10 @@ def draw_negatives(logits: torch.Tensor, xt: torch.Tensor, mask_id: int, u: torc
     flat_u = u.to(device=logits.device, dtype=torch.float64).permute(0, 2, 1).reshape(-1, k)  # [(b, i), K]
     rows = (xt == mask_id).reshape(-1).nonzero().squeeze(1)
     out = xt.reshape(-1, 1).repeat(1, k)  # [(b, i), K]
-    step = rows_per_chunk(vocab)
+    step = rows_per_chunk(vocab)  # index_select copies rows: chunk them here too
     for start in range(0, rows.numel(), step):
         r = rows[start:start + step]
-        cdf = torch.softmax(flat_logits.index_select(0, r).double(), dim=-1).cumsum(dim=-1)  # [r, V]
-        require(bool(torch.isfinite(cdf[:, -1]).all()),
-                "the denoiser returned logits with NaN or +inf (or a row of only -inf); "
-                "check the model and its inputs.")
-        target = (1.0 - flat_u.index_select(0, r)) * cdf[:, -1:]  # in (0, total]
-        out[r] = torch.searchsorted(cdf, target, right=False).clamp_max_(vocab - 1)
+        out[r] = inverse_cdf(flat_logits.index_select(0, r), flat_u.index_select(0, r))
     return out.view(b, length, k).permute(0, 2, 1).contiguous()
 
 
