@@ -34,9 +34,11 @@ def models(tmp_path_factory, text8_dir):  # noqa: F811
                          *extra, "--no-progress"]) == 0
         assert main(["train", "text8-tiny", *tiny_overrides(text8_dir, root / "nce", steps=2, objective="nce",
                                                              init_from=str(root / "mdlm")), "--no-progress"]) == 0
+        assert main(["train", "text8-tiny", *tiny_overrides(text8_dir, root / "sedd", steps=2, objective="sedd"),
+                     "--no-progress"]) == 0
     finally:
         torch.set_num_threads(threads)
-    roles = {"denoiser": "mdlm", "ar": "ar", "nce": "nce", "oracle": "oracle"}
+    roles = {"denoiser": "mdlm", "ar": "ar", "nce": "nce", "oracle": "oracle", "sedd": "sedd"}
     specs = [f"--{flag}={root / name}" for flag, name in roles.items()]
     return dict(root=root, specs=specs + ["--data", str(text8_dir), "--threads", "1"])
 
@@ -56,15 +58,17 @@ def test_sharded_run_resumes_from_cache_and_writes_the_report(models, tmp_path, 
     report = json.loads((tmp_path / "t8.json").read_text())
     methods = {(g["energy"], g["k"], g["window"], g["steps"]) for g in report["generation"]}
     assert methods == {("mdlm", 1, 0.0, 2), ("mdlm", 1, 0.0, 4), ("ar", 2, 1.0, 2), ("ar", 2, 1.0, 4),
-                       ("nce", 2, 1.0, 2), ("nce", 2, 1.0, 4)}
+                       ("nce", 2, 1.0, 2), ("nce", 2, 1.0, 4), ("sedd", 1, 0.0, 2), ("sedd", 1, 0.0, 4)}
+    assert {g["method"] for g in report["generation"] if g["energy"] == "sedd"} == {"SEDD analytic", "SEDD euler"}
     assert {(c["row"], c["col"]) for c in report["ablation"]} == {(2, 0.5), (2, 1.0), (3, 0.5), (3, 1.0)}
     kinds = {(r["model"], r["estimator"], r["data"]): r["kind"] for r in report["table"]}
     assert kinds[("AR", "exact", "full")] == "exact" and kinds[("MDLM", "nelbo", "full")] == "upper_bound"
+    assert kinds[("SEDD", "nelbo", "full")] == kinds[("SEDD", "nelbo", "subset")] == "upper_bound"
     assert kinds[("EDLM-coAR", "paper_eq13", "subset")] == "paper_eq13"
     assert kinds[("EDLM-NCE", "marginal", "subset")] == "estimate"
     for g in report["generation"]:
         assert g["model_rows_per_sample"] == pytest.approx(g["denoiser_rows_per_sample"] + g["energy_rows_per_sample"])
-        assert (g["energy_rows_per_sample"] > 0) == (g["energy"] != "mdlm")
+        assert (g["energy_rows_per_sample"] > 0) == (g["energy"] not in ("mdlm", "sedd"))
         assert g["gen_ppl"] == pytest.approx(2 ** g["oracle_bits"]) and len(g["example"]) == 32
     assert {c["claim"] for c in report["claims"]} >= {"likelihood gap", "EDLM at T beats MDLM at 2T"}
     check_bits_by_hand(report, models["root"])
@@ -104,6 +108,8 @@ def test_bad_arguments_exit_2(models, tmp_path, capsys):
     assert main(["eval", "text8", *base, "--k", "1"]) == 2
     assert main(["eval", "text8", *base, "--seq-len", "64"]) == 2  # the tiny models stop at 32
     assert main(["eval", "text8", *base, "--nce", str(models["root"] / "ar")]) == 2
+    assert main(["eval", "text8", *base, "--predictors", "analytic,tweedie"]) == 2
+    assert main(["eval", "text8", *base, "--sedd", str(models["root"] / "mdlm")]) == 2  # a denoiser, not a score model
     assert "error:" in capsys.readouterr().err
 
 

@@ -21,6 +21,11 @@ The report (`edlm.bench.text8_report`) is written once every job is cached.
   passes: denoiser rows + energy rows) per sample.
 - ablation (Figure 1c): EDLM with the AR energy, k x window, at `ablation_steps` steps (jobs shared
   with the generation grid where the settings coincide).
+- SEDD (when a score model is given, by default the bundled absorbing-graph text8-small-sedd): its
+  score-entropy bound (an upper bound) beside MDLM's in Table 1, and its samples with each of
+  `sedd_predictors` ("analytic", "euler") at every number of steps in the generation grid. SEDD jobs
+  carry the score model's sha256 (`Settings.sedd_model`) in their keys, so adding SEDD to a benchmark
+  keeps the other jobs' cache entries.
 - references: the AR model's own samples (KV cache, temperature 1; one row per sample) and the real
   test text, judged the same way.
 """
@@ -41,8 +46,9 @@ from edlm.util.atomic import write_text_atomic
 
 BENCH_VERSION = 1
 BUNDLED = {"mdlm": "bundled:text8-small-mdlm", "ar": "bundled:text8-small-ar",
-           "nce": "bundled:text8-small-nce", "oracle": "bundled:text8-small-oracle"}
+           "nce": "bundled:text8-small-nce", "oracle": "bundled:text8-small-oracle", "sedd": "bundled:text8-small-sedd"}
 ENERGIES = ("ar", "nce")
+PREDICTORS = ("analytic", "euler")
 LN2 = math.log(2)
 
 
@@ -65,6 +71,8 @@ class Settings:
     full_num_t: int = 2
     reference_samples: int = 64
     seed: int = 0
+    sedd_model: str = ""  # sha256 of the SEDD score model ("": no SEDD rows)
+    sedd_predictors: tuple[str, ...] = PREDICTORS
 
     def check(self) -> None:
         require(all(s >= 1 for s in self.steps) and self.steps, f"steps={self.steps} must be positive integers.")
@@ -77,11 +85,14 @@ class Settings:
         require(self.num_t >= 2 and self.full_num_t >= 2, "num_t and full_num_t must be at least 2.")
         require(self.num_z >= 2, f"num_z={self.num_z} must be at least 2.")
         require(self.table_sequences >= 2, f"table_sequences={self.table_sequences} must be at least 2.")
+        require(set(self.sedd_predictors) <= set(PREDICTORS),
+                f"sedd_predictors={self.sedd_predictors} must be drawn from {PREDICTORS}.")
 
 
 @dataclass
 class Models:
-    """The loaded models (eval mode, one device), their specs, sha256 fingerprints and the test split."""
+    """The loaded models (eval mode, one device), their specs, sha256 fingerprints (of the four models
+    that salt every cache key; the SEDD model's is `sedd_fingerprint`) and the test split."""
 
     mdlm: object
     ar: object
@@ -91,6 +102,8 @@ class Models:
     fingerprints: dict
     tokenizer: object
     test: torch.Tensor  # Long[N, seq_len]
+    sedd: object = None  # a score model (edlm.sampling.sedd), or None
+    sedd_fingerprint: str = ""
 
     def energy(self, name: str, carry_over: bool = False):
         from edlm.energy import AREnergy
@@ -124,8 +137,9 @@ ROLES = {"mdlm": "denoiser", "ar": "causal", "nce": "nce", "oracle": "causal"}
 
 def load_models(specs: dict, *, device=None, data_path: str = "", options: dict | None = None) -> Models:
     """Load the four models of `specs` ({"mdlm", "ar", "nce", "oracle"} -> model spec, any spec kind of
-    `edlm.loading.specs` whose role fits) and the test split. options: the name of each role's value in
-    messages (e.g. {"mdlm": "--denoiser"}; default "the mdlm model", ...)."""
+    `edlm.loading.specs` whose role fits), the SEDD score model of `specs["sedd"]` when it is there and not
+    empty, and the test split. options: the name of each role's value in messages (e.g. {"mdlm":
+    "--denoiser"}; default "the mdlm model", ...)."""
     from edlm.data import load_split
     from edlm.energy import check_compatible
     from edlm.loading.specs import load_spec
@@ -141,16 +155,26 @@ def load_models(specs: dict, *, device=None, data_path: str = "", options: dict 
         difference = same_tokenizer(mdlm.tokenizer, loaded[name].tokenizer)
         require(difference is None, f"{what[name]} {specs[name]!r} has another tokenizer than the denoiser "
                 f"({difference}); pass text8 character models.")
+    sedd = None
+    if specs.get("sedd"):
+        sedd = load_spec(specs["sedd"], device=device, role="score", what=what.get("sedd", "the SEDD model"))
+        difference = same_tokenizer(mdlm.tokenizer, sedd.tokenizer)
+        require(difference is None, f"{what.get('sedd', 'the SEDD model')} {specs['sedd']!r} has another tokenizer "
+                f"than the denoiser ({difference}); pass a text8 character model.")
     data = mdlm.config.data
     require(data.corpus == "text8",
             f"the denoiser {specs['mdlm']!r} was trained on {data.corpus}, not text8; pass a text8 model.")
     if data_path:
         data.path = data_path
     test = load_split(data, "test")
-    fingerprints = {name: fingerprint(m.directory) if m.directory is not None else
-                    hashlib.sha256(m.spec.encode()).hexdigest() for name, m in loaded.items()}
+    fingerprints = {name: _fingerprint(m) for name, m in loaded.items()}
     return Models(mdlm.model, loaded["ar"].model, loaded["nce"].model, loaded["oracle"].model, dict(specs),
-                  fingerprints, mdlm.tokenizer, test)
+                  fingerprints, mdlm.tokenizer, test, sedd.model if sedd else None, _fingerprint(sedd) if sedd else "")
+
+
+def _fingerprint(loaded) -> str:
+    """sha256 of a loaded model's weight files, or of its spec when it has no directory."""
+    return fingerprint(loaded.directory) if loaded.directory is not None else hashlib.sha256(loaded.spec.encode()).hexdigest()
 
 
 def subset(test: torch.Tensor, n: int) -> torch.Tensor:
@@ -181,11 +205,29 @@ def plan(settings: Settings) -> list[Job]:
         cost = s.num_samples * steps * (1 + k * window) / 1000
         jobs.append(Job("generation", dict(energy=energy, k=k, window=window, steps=steps, n=s.num_samples,
                                            seq_len=s.seq_len), cost))
+    return jobs + sedd_jobs(s)
+
+
+def sedd_jobs(s: Settings) -> list[Job]:
+    """The SEDD rows (module docstring): none when `s.sedd_model` is empty."""
+    if not s.sedd_model:
+        return []
+    tag = s.sedd_model[:16]
+    jobs = [Job("likelihood", dict(model="SEDD", estimator="nelbo", data="full", num_t=s.full_num_t, sedd=tag),
+                s.full_num_t),
+            Job("likelihood", dict(model="SEDD", estimator="nelbo", data="subset", n=s.table_sequences,
+                                   num_t=4 * s.num_t, sedd=tag), 0.2)]
+    for predictor in s.sedd_predictors:
+        jobs += [Job("generation", dict(energy="sedd", predictor=predictor, k=1, window=0.0, steps=steps,
+                                        n=s.num_samples, seq_len=s.seq_len, sedd=tag), s.num_samples * steps / 1000)
+                 for steps in s.steps]
     return jobs
 
 
-def method_name(energy: str, k: int, window: float) -> str:
-    """'MDLM' or e.g. 'EDLM-AR k=4 w=0.2'."""
+def method_name(energy: str, k: int, window: float, predictor: str = "") -> str:
+    """'MDLM', 'SEDD analytic' or e.g. 'EDLM-AR k=4 w=0.2'."""
+    if energy == "sedd":
+        return f"SEDD {predictor}"
     return "MDLM" if energy == "mdlm" else f"EDLM-{energy.upper()} k={k} w={window:g}"
 
 
@@ -210,8 +252,9 @@ def _likelihood(models: Models, p: dict, settings: Settings) -> dict:
     g = torch.Generator().manual_seed(settings.seed)
     if p["model"] == "AR":
         result = nelbo(models.ar, data, batch_size=64, progress=True)
-    elif p["model"] == "MDLM":
-        result = nelbo(models.mdlm, data, num_t=p["num_t"], generator=g, batch_size=64, progress=True)
+    elif p["model"] in ("MDLM", "SEDD"):
+        model = models.mdlm if p["model"] == "MDLM" else models.sedd
+        result = nelbo(model, data, num_t=p["num_t"], generator=g, batch_size=64, progress=True)
     else:
         name = p["model"].split("-", 1)[1]
         energy = models.energy("ar", carry_over=True) if name == "coar" else models.energy(name)
@@ -238,15 +281,20 @@ def _reference(models: Models, p: dict, settings: Settings) -> dict:
 def _generation(models: Models, p: dict, settings: Settings) -> dict:
     from edlm.sampling import sample
 
-    energy = None if p["energy"] == "mdlm" else models.energy(p["energy"])
     g = torch.Generator().manual_seed(settings.seed)
     start = time.perf_counter()
-    samples, stats = sample(models.mdlm, p["n"], p["seq_len"], p["steps"], energy=energy, k=p["k"],
-                                 window=p["window"], generator=g, return_stats=True, progress=True)
+    if p["energy"] == "sedd":
+        samples, stats = sample(models.sedd, p["n"], p["seq_len"], p["steps"], predictor=p["predictor"], generator=g,
+                                return_stats=True, progress=True)
+    else:
+        energy = None if p["energy"] == "mdlm" else models.energy(p["energy"])
+        samples, stats = sample(models.mdlm, p["n"], p["seq_len"], p["steps"], energy=energy, k=p["k"],
+                                window=p["window"], generator=g, return_stats=True, progress=True)
     wall = time.perf_counter() - start
     (calls_d, rows_d), (calls_e, rows_e) = stats.count("denoiser"), stats.count("energy")
     ess = stats.ess[~stats.ess.isnan()]
-    return dict(method=method_name(p["energy"], p["k"], p["window"]), wall_s_per_sample=wall / p["n"],
+    return dict(method=method_name(p["energy"], p["k"], p["window"], p.get("predictor", "")),
+                wall_s_per_sample=wall / p["n"],
                 denoiser_rows_per_sample=rows_d / p["n"], energy_rows_per_sample=rows_e / p["n"],
                 model_rows_per_sample=(rows_d + rows_e) / p["n"], batched_calls=calls_d + calls_e,
                 ess_mean=float(ess.mean()) if ess.numel() else None, **judge(models, samples))

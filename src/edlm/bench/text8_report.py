@@ -26,7 +26,7 @@ from edlm.bench.text8 import LN2, Settings, method_name, plan
 from edlm.util.atomic import write_text_atomic
 
 PAPER = {"MDLM": 1.40, "EDLM": 1.24, "AR": 1.23}
-TABLE_NAMES = {"AR": "AR", "MDLM": "MDLM", "EDLM-coar": "EDLM-coAR", "EDLM-ar": "EDLM-AR", "EDLM-nce": "EDLM-NCE"}
+TABLE_NAMES = {"AR": "AR", "MDLM": "MDLM", "SEDD": "SEDD", "EDLM-coar": "EDLM-coAR", "EDLM-ar": "EDLM-AR", "EDLM-nce": "EDLM-NCE"}
 BOUND = {"exact": "exact", "upper_bound": "upper bound", "paper_eq13": "not a bound", "estimate": "not a bound"}
 
 
@@ -41,12 +41,13 @@ def collect(settings: Settings, results: dict) -> dict:
         elif job.kind == "reference":
             references.append(dict(method="AR samples" if p["source"] == "ar" else "test text", n=p["n"], **r))
         else:
-            generation.append(dict(energy=p["energy"], k=p["k"], window=p["window"], steps=p["steps"], n=p["n"], **r))
+            generation.append(dict(energy=p["energy"], k=p["k"], window=p["window"], steps=p["steps"], n=p["n"],
+                                   predictor=p.get("predictor"), **r))
     ablation = [dict(row=g["k"], col=g["window"], value=g["oracle_bits"]) for g in generation
                 if g["energy"] == "ar" and g["steps"] == settings.ablation_steps
                 and g["k"] in settings.ablation_ks and g["window"] in settings.ablation_windows]
     grid = [g for g in generation if g["steps"] in settings.steps and (
-        g["energy"] == "mdlm" or (g["k"] in settings.ks and g["window"] in settings.windows))]
+        g["energy"] in ("mdlm", "sedd") or (g["k"] in settings.ks and g["window"] in settings.windows))]
     ar_ref = next(r for r in references if r["method"] == "AR samples")
     mdlm = {g["steps"]: g for g in grid if g["energy"] == "mdlm"}
     for g in grid:
@@ -91,7 +92,7 @@ def claims(parts: dict) -> list[dict]:
                                else "")))
     gen = parts["generation"]
     mdlm_by_t = {g["steps"]: g for g in gen if g["energy"] == "mdlm"}
-    configs = sorted({(g["energy"], g["k"], g["window"]) for g in gen if g["energy"] != "mdlm"})
+    configs = sorted({(g["energy"], g["k"], g["window"]) for g in gen if g["energy"] not in ("mdlm", "sedd")})
     for energy, k, window in configs:
         points = {g["steps"]: g for g in gen if (g["energy"], g["k"], g["window"]) == (energy, k, window)}
         diffs = {t: (mdlm_by_t[t]["oracle_bits"] - p["oracle_bits"],

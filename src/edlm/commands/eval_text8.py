@@ -9,7 +9,9 @@ from edlm.bench.text8 import BUNDLED, Settings
 ROLES = {"mdlm": ("--denoiser", "model spec of the MDLM denoiser"),
          "ar": ("--ar", "model spec of the AR model: the AR baseline and the ar: / coar: energies"),
          "nce": ("--nce", "model spec of the NCE energy network (the nce: energy), trained on the denoiser"),
-         "oracle": ("--oracle", "model spec of the causal LM that scores the samples")}
+         "oracle": ("--oracle", "model spec of the causal LM that scores the samples"),
+         "sedd": ("--sedd", "model spec of the SEDD score model (Table 1 bound, analytic and euler samples); "
+                            "'none' leaves SEDD out")}
 
 
 def _csv(values) -> str:
@@ -50,6 +52,8 @@ def register(subparsers) -> None:
                         help="times t per sequence for the MDLM NELBO on the whole test split (default 2)")
     parser.add_argument("--reference-samples", type=int, default=d.reference_samples,
                         help="AR samples and test sequences judged as references (default 64)")
+    parser.add_argument("--predictors", default=",".join(d.sedd_predictors),
+                        help="SEDD predictors of the grid: analytic,euler (default both)")
     parser.add_argument("--seed", type=int, default=d.seed, help=f"seed of every random draw (default {d.seed})")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default 0: torch's choice)")
     parser.add_argument("--shard", default="0/1",
@@ -84,6 +88,7 @@ def run(args) -> int:
     index, count = check_args(args)
     with cpu_threads(args.threads):  # restored afterwards: the command may run in-process
         specs = {role: getattr(args, role) for role in ROLES}
+        specs["sedd"] = "" if specs["sedd"] == "none" else specs["sedd"]
         models = load_models(specs, device=select_device(args.device), data_path=args.data,
                              options={role: flag for role, (flag, _) in ROLES.items()})
         num_test = models.test.shape[0]
@@ -96,7 +101,9 @@ def run(args) -> int:
                             ablation_ks=tuple(int_list("--ablation-k", args.ablation_k)),
                             ablation_windows=args.ablation_window, table_sequences=args.max_sequences or num_test,
                             num_t=args.num_t, num_z=args.num_z, full_num_t=args.full_num_t,
-                            reference_samples=args.reference_samples, seed=args.seed)
+                            reference_samples=args.reference_samples, seed=args.seed,
+                            sedd_model=models.sedd_fingerprint,
+                            sedd_predictors=tuple(p for p in args.predictors.split(",") if p))
         settings.check()
         require(settings.seq_len <= models.mdlm.config.max_seq_len,
                 f"--seq-len {settings.seq_len} exceeds the models' max_seq_len={models.mdlm.config.max_seq_len}.")
@@ -108,8 +115,9 @@ def run(args) -> int:
             return 0
         script = Path(sys.argv[0])
         program = "edlm" if script.name == "edlm" else f"python {script.parent.name}/{script.name}"
+        fingerprints = {**models.fingerprints, **({"sedd": models.sedd_fingerprint} if models.sedd else {})}
         meta = dict(command=" ".join([program, *sys.argv[1:]]),
-                    git_revision=git_revision(), specs=specs, fingerprints=models.fingerprints,
+                    git_revision=git_revision(), specs=specs, fingerprints=fingerprints,
                     machine=describe_machine(), threads=torch.get_num_threads(), test_sequences=models.test.shape[0],
                     report_wall_s=time.perf_counter() - started)
         for path in write(args.out, settings, results, meta):
@@ -119,13 +127,16 @@ def run(args) -> int:
 
 def check_args(args) -> tuple[int, int]:
     """Checks of the options that need no model, each naming its option; returns the shard (I, N)."""
-    from edlm.bench.text8 import ENERGIES
+    from edlm.bench.text8 import ENERGIES, PREDICTORS
     from edlm.commands.arguments import int_list
     from edlm.errors import require
 
     index, _, count = args.shard.partition("/")
     require(index.isdigit() and count.isdigit() and int(index) < int(count),
             f"--shard {args.shard!r} must be I/N with 0 <= I < N, e.g. 0/2.")
+    predictors = [p for p in args.predictors.split(",") if p]
+    require(set(predictors) <= set(PREDICTORS), f"--predictors {args.predictors!r} must be a comma list of "
+            f"{', '.join(PREDICTORS)}.")
     energies = [e for e in args.energies.split(",") if e]
     require(set(energies) <= set(ENERGIES), f"--energies {args.energies!r} must be a comma list of "
             f"{', '.join(ENERGIES)}.")
