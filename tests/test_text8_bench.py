@@ -36,10 +36,14 @@ def models(tmp_path_factory, text8_dir):  # noqa: F811
                                                              init_from=str(root / "mdlm")), "--no-progress"]) == 0
         assert main(["train", "text8-tiny", *tiny_overrides(text8_dir, root / "sedd", steps=2, objective="sedd"),
                      "--no-progress"]) == 0
+        assert main(["train", "text8-tiny", *tiny_overrides(text8_dir, root / "sedd-uniform", steps=2, objective="sedd",
+                                                             graph="uniform", noise="geometric"),
+                     "model.adaln=true", "model.time_conditioning=true", "--no-progress"]) == 0
     finally:
         torch.set_num_threads(threads)
-    roles = {"denoiser": "mdlm", "ar": "ar", "nce": "nce", "oracle": "oracle", "sedd": "sedd"}
+    roles = {"denoiser": "mdlm", "ar": "ar", "nce": "nce", "oracle": "oracle"}
     specs = [f"--{flag}={root / name}" for flag, name in roles.items()]
+    specs.append(f"--sedd={root / 'sedd'},{root / 'sedd-uniform'}")
     return dict(root=root, specs=specs + ["--data", str(text8_dir), "--threads", "1"])
 
 
@@ -59,11 +63,14 @@ def test_sharded_run_resumes_from_cache_and_writes_the_report(models, tmp_path, 
     methods = {(g["energy"], g["k"], g["window"], g["steps"]) for g in report["generation"]}
     assert methods == {("mdlm", 1, 0.0, 2), ("mdlm", 1, 0.0, 4), ("ar", 2, 1.0, 2), ("ar", 2, 1.0, 4),
                        ("nce", 2, 1.0, 2), ("nce", 2, 1.0, 4), ("sedd", 1, 0.0, 2), ("sedd", 1, 0.0, 4)}
-    assert {g["method"] for g in report["generation"] if g["energy"] == "sedd"} == {"SEDD analytic", "SEDD euler"}
+    assert {(g["method"], g["steps"]) for g in report["generation"] if g["energy"] == "sedd"} == {
+        (f"SEDD {graph} {predictor}", steps) for graph in ("absorb", "uniform") for predictor in ("analytic", "euler")
+        for steps in (2, 4)}
     assert {(c["row"], c["col"]) for c in report["ablation"]} == {(2, 0.5), (2, 1.0), (3, 0.5), (3, 1.0)}
     kinds = {(r["model"], r["estimator"], r["data"]): r["kind"] for r in report["table"]}
     assert kinds[("AR", "exact", "full")] == "exact" and kinds[("MDLM", "nelbo", "full")] == "upper_bound"
-    assert kinds[("SEDD", "nelbo", "full")] == kinds[("SEDD", "nelbo", "subset")] == "upper_bound"
+    assert {kinds[(f"SEDD {graph}", "nelbo", data)] for graph in ("absorb", "uniform") for data in ("full", "subset")} \
+        == {"upper_bound"}
     assert kinds[("EDLM-coAR", "paper_eq13", "subset")] == "paper_eq13"
     assert kinds[("EDLM-NCE", "marginal", "subset")] == "estimate"
     for g in report["generation"]:

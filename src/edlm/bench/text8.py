@@ -21,11 +21,12 @@ The report (`edlm.bench.text8_report`) is written once every job is cached.
   passes: denoiser rows + energy rows) per sample.
 - ablation (Figure 1c): EDLM with the AR energy, k x window, at `ablation_steps` steps (jobs shared
   with the generation grid where the settings coincide).
-- SEDD (when a score model is given, by default the bundled absorbing-graph text8-small-sedd): its
-  score-entropy bound (an upper bound) beside MDLM's in Table 1, and its samples with each of
-  `sedd_predictors` ("analytic", "euler") at every number of steps in the generation grid. SEDD jobs
-  carry the score model's sha256 (`Settings.sedd_model`) in their keys, so adding SEDD to a benchmark
-  keeps the other jobs' cache entries.
+- SEDD (each score model given, by default the bundled text8-small-sedd on the absorbing graph and
+  text8-small-sedd-uniform on the uniform one): its score-entropy bound (an upper bound) beside
+  MDLM's in Table 1, and its samples with each of `sedd_predictors` ("analytic", "euler") at every
+  number of steps in the generation grid, rows named by the model's graph. SEDD jobs carry their
+  score model's sha256 (`Settings.sedd_models`, the first 16 hex digits) in their keys, so adding or
+  dropping a SEDD model keeps every other job's cache entry.
 - references: the AR model's own samples (KV cache, temperature 1; one row per sample) and the real
   test text, judged the same way.
 """
@@ -46,7 +47,8 @@ from edlm.util.atomic import write_text_atomic
 
 BENCH_VERSION = 1
 BUNDLED = {"mdlm": "bundled:text8-small-mdlm", "ar": "bundled:text8-small-ar",
-           "nce": "bundled:text8-small-nce", "oracle": "bundled:text8-small-oracle", "sedd": "bundled:text8-small-sedd"}
+           "nce": "bundled:text8-small-nce", "oracle": "bundled:text8-small-oracle",
+           "sedd": "bundled:text8-small-sedd,bundled:text8-small-sedd-uniform"}
 ENERGIES = ("ar", "nce")
 PREDICTORS = ("analytic", "euler")
 LN2 = math.log(2)
@@ -71,7 +73,7 @@ class Settings:
     full_num_t: int = 2
     reference_samples: int = 64
     seed: int = 0
-    sedd_model: str = ""  # sha256 of the SEDD score model ("": no SEDD rows)
+    sedd_models: tuple[str, ...] = ()  # sha256 of each SEDD score model (none: no SEDD rows)
     sedd_predictors: tuple[str, ...] = PREDICTORS
 
     def check(self) -> None:
@@ -92,7 +94,7 @@ class Settings:
 @dataclass
 class Models:
     """The loaded models (eval mode, one device), their specs, sha256 fingerprints (of the four models
-    that salt every cache key; the SEDD model's is `sedd_fingerprint`) and the test split."""
+    that salt every cache key), the SEDD score models by their sha256, and the test split."""
 
     mdlm: object
     ar: object
@@ -102,8 +104,11 @@ class Models:
     fingerprints: dict
     tokenizer: object
     test: torch.Tensor  # Long[N, seq_len]
-    sedd: object = None  # a score model (edlm.sampling.sedd), or None
-    sedd_fingerprint: str = ""
+    sedd: dict = field(default_factory=dict)  # sha256 -> score model (docs/contracts.md, Score model)
+
+    def sedd_model(self, tag: str):
+        """The SEDD model whose sha256 starts with `tag`."""
+        return next(model for digest, model in self.sedd.items() if digest.startswith(tag))
 
     def energy(self, name: str, carry_over: bool = False):
         from edlm.energy import AREnergy
@@ -137,8 +142,8 @@ ROLES = {"mdlm": "denoiser", "ar": "causal", "nce": "nce", "oracle": "causal"}
 
 def load_models(specs: dict, *, device=None, data_path: str = "", options: dict | None = None) -> Models:
     """Load the four models of `specs` ({"mdlm", "ar", "nce", "oracle"} -> model spec, any spec kind of
-    `edlm.loading.specs` whose role fits), the SEDD score model of `specs["sedd"]` when it is there and not
-    empty, and the test split. options: the name of each role's value in messages (e.g. {"mdlm":
+    `edlm.loading.specs` whose role fits), the SEDD score models of the list `specs["sedd"]` (optional),
+    and the test split. options: the name of each role's value in messages (e.g. {"mdlm":
     "--denoiser"}; default "the mdlm model", ...)."""
     from edlm.data import load_split
     from edlm.energy import check_compatible
@@ -155,12 +160,13 @@ def load_models(specs: dict, *, device=None, data_path: str = "", options: dict 
         difference = same_tokenizer(mdlm.tokenizer, loaded[name].tokenizer)
         require(difference is None, f"{what[name]} {specs[name]!r} has another tokenizer than the denoiser "
                 f"({difference}); pass text8 character models.")
-    sedd = None
-    if specs.get("sedd"):
-        sedd = load_spec(specs["sedd"], device=device, role="score", what=what.get("sedd", "the SEDD model"))
-        difference = same_tokenizer(mdlm.tokenizer, sedd.tokenizer)
-        require(difference is None, f"{what.get('sedd', 'the SEDD model')} {specs['sedd']!r} has another tokenizer "
-                f"than the denoiser ({difference}); pass a text8 character model.")
+    sedd = {}
+    for spec in specs.get("sedd", ()):
+        score = load_spec(spec, device=device, role="score", what=what.get("sedd", "the SEDD model"))
+        difference = same_tokenizer(mdlm.tokenizer, score.tokenizer)
+        require(difference is None, f"{what.get('sedd', 'the SEDD model')} {spec!r} has another tokenizer than "
+                f"the denoiser ({difference}); pass a text8 character model.")
+        sedd[_fingerprint(score)] = score.model
     data = mdlm.config.data
     require(data.corpus == "text8",
             f"the denoiser {specs['mdlm']!r} was trained on {data.corpus}, not text8; pass a text8 model.")
@@ -169,7 +175,7 @@ def load_models(specs: dict, *, device=None, data_path: str = "", options: dict 
     test = load_split(data, "test")
     fingerprints = {name: _fingerprint(m) for name, m in loaded.items()}
     return Models(mdlm.model, loaded["ar"].model, loaded["nce"].model, loaded["oracle"].model, dict(specs),
-                  fingerprints, mdlm.tokenizer, test, sedd.model if sedd else None, _fingerprint(sedd) if sedd else "")
+                  fingerprints, mdlm.tokenizer, test, sedd)
 
 
 def _fingerprint(loaded) -> str:
@@ -209,25 +215,23 @@ def plan(settings: Settings) -> list[Job]:
 
 
 def sedd_jobs(s: Settings) -> list[Job]:
-    """The SEDD rows (module docstring): none when `s.sedd_model` is empty."""
-    if not s.sedd_model:
-        return []
-    tag = s.sedd_model[:16]
-    jobs = [Job("likelihood", dict(model="SEDD", estimator="nelbo", data="full", num_t=s.full_num_t, sedd=tag),
-                s.full_num_t),
-            Job("likelihood", dict(model="SEDD", estimator="nelbo", data="subset", n=s.table_sequences,
-                                   num_t=4 * s.num_t, sedd=tag), 0.2)]
-    for predictor in s.sedd_predictors:
+    """The rows of every SEDD model of `s.sedd_models` (module docstring)."""
+    jobs = []
+    for tag in (digest[:16] for digest in s.sedd_models):
+        jobs += [Job("likelihood", dict(model="SEDD", estimator="nelbo", data="full", num_t=s.full_num_t, sedd=tag),
+                     s.full_num_t),
+                 Job("likelihood", dict(model="SEDD", estimator="nelbo", data="subset", n=s.table_sequences,
+                                        num_t=4 * s.num_t, sedd=tag), 0.2)]
         jobs += [Job("generation", dict(energy="sedd", predictor=predictor, k=1, window=0.0, steps=steps,
                                         n=s.num_samples, seq_len=s.seq_len, sedd=tag), s.num_samples * steps / 1000)
-                 for steps in s.steps]
+                 for predictor in s.sedd_predictors for steps in s.steps]
     return jobs
 
 
-def method_name(energy: str, k: int, window: float, predictor: str = "") -> str:
-    """'MDLM', 'SEDD analytic' or e.g. 'EDLM-AR k=4 w=0.2'."""
+def method_name(energy: str, k: int, window: float, predictor: str = "", graph: str = "") -> str:
+    """'MDLM', e.g. 'SEDD absorb analytic' or e.g. 'EDLM-AR k=4 w=0.2'."""
     if energy == "sedd":
-        return f"SEDD {predictor}"
+        return f"SEDD {graph} {predictor}"
     return "MDLM" if energy == "mdlm" else f"EDLM-{energy.upper()} k={k} w={window:g}"
 
 
@@ -250,11 +254,15 @@ def _likelihood(models: Models, p: dict, settings: Settings) -> dict:
 
     data = models.test if p["data"] == "full" else subset(models.test, p["n"])
     g = torch.Generator().manual_seed(settings.seed)
+    extra = {}
     if p["model"] == "AR":
         result = nelbo(models.ar, data, batch_size=64, progress=True)
-    elif p["model"] in ("MDLM", "SEDD"):
-        model = models.mdlm if p["model"] == "MDLM" else models.sedd
+    elif p["model"] == "MDLM":
+        result = nelbo(models.mdlm, data, num_t=p["num_t"], generator=g, batch_size=64, progress=True)
+    elif p["model"] == "SEDD":
+        model = models.sedd_model(p["sedd"])
         result = nelbo(model, data, num_t=p["num_t"], generator=g, batch_size=64, progress=True)
+        extra = dict(graph=model.graph)
     else:
         name = p["model"].split("-", 1)[1]
         energy = models.energy("ar", carry_over=True) if name == "coar" else models.energy(name)
@@ -263,7 +271,7 @@ def _likelihood(models: Models, p: dict, settings: Settings) -> dict:
     tokens = data.numel()
     mc_se = math.sqrt(float(torch.nan_to_num(result.stderr).pow(2).sum())) / tokens
     return dict(bpc=float(result.nats.sum()) / tokens / LN2, bpc_se=mc_se / LN2, kind=result.kind,
-                sequences=data.shape[0], tokens=tokens)
+                sequences=data.shape[0], tokens=tokens, **extra)
 
 
 def _reference(models: Models, p: dict, settings: Settings) -> dict:
@@ -283,9 +291,10 @@ def _generation(models: Models, p: dict, settings: Settings) -> dict:
 
     g = torch.Generator().manual_seed(settings.seed)
     start = time.perf_counter()
-    if p["energy"] == "sedd":
-        samples, stats = sample(models.sedd, p["n"], p["seq_len"], p["steps"], predictor=p["predictor"], generator=g,
-                                return_stats=True, progress=True)
+    graph = models.sedd_model(p["sedd"]).graph if p["energy"] == "sedd" else ""
+    if graph:
+        samples, stats = sample(models.sedd_model(p["sedd"]), p["n"], p["seq_len"], p["steps"], predictor=p["predictor"],
+                                generator=g, return_stats=True, progress=True)
     else:
         energy = None if p["energy"] == "mdlm" else models.energy(p["energy"])
         samples, stats = sample(models.mdlm, p["n"], p["seq_len"], p["steps"], energy=energy, k=p["k"],
@@ -293,7 +302,7 @@ def _generation(models: Models, p: dict, settings: Settings) -> dict:
     wall = time.perf_counter() - start
     (calls_d, rows_d), (calls_e, rows_e) = stats.count("denoiser"), stats.count("energy")
     ess = stats.ess[~stats.ess.isnan()]
-    return dict(method=method_name(p["energy"], p["k"], p["window"], p.get("predictor", "")),
+    return dict(method=method_name(p["energy"], p["k"], p["window"], p.get("predictor", ""), graph),
                 wall_s_per_sample=wall / p["n"],
                 denoiser_rows_per_sample=rows_d / p["n"], energy_rows_per_sample=rows_e / p["n"],
                 model_rows_per_sample=(rows_d + rows_e) / p["n"], batched_calls=calls_d + calls_e,

@@ -26,7 +26,7 @@ from edlm.bench.text8 import LN2, Settings, method_name, plan
 from edlm.util.atomic import write_text_atomic
 
 PAPER = {"MDLM": 1.40, "EDLM": 1.24, "AR": 1.23}
-TABLE_NAMES = {"AR": "AR", "MDLM": "MDLM", "SEDD": "SEDD", "EDLM-coar": "EDLM-coAR", "EDLM-ar": "EDLM-AR", "EDLM-nce": "EDLM-NCE"}
+TABLE_NAMES = {"AR": "AR", "MDLM": "MDLM", "EDLM-coar": "EDLM-coAR", "EDLM-ar": "EDLM-AR", "EDLM-nce": "EDLM-NCE"}
 BOUND = {"exact": "exact", "upper_bound": "upper bound", "paper_eq13": "not a bound", "estimate": "not a bound"}
 
 
@@ -36,7 +36,8 @@ def collect(settings: Settings, results: dict) -> dict:
     for job in plan(settings):
         r, p = results[job.key], job.params
         if job.kind == "likelihood":
-            table.append(dict(model=TABLE_NAMES[p["model"]], estimator=p["estimator"], data=p["data"],
+            name = f"SEDD {r['graph']}" if p["model"] == "SEDD" else TABLE_NAMES[p["model"]]
+            table.append(dict(model=name, estimator=p["estimator"], data=p["data"],
                               bound=BOUND[r["kind"]], num_t=p.get("num_t"), num_z=p.get("num_z"), **r))
         elif job.kind == "reference":
             references.append(dict(method="AR samples" if p["source"] == "ar" else "test text", n=p["n"], **r))

@@ -10,8 +10,8 @@ ROLES = {"mdlm": ("--denoiser", "model spec of the MDLM denoiser"),
          "ar": ("--ar", "model spec of the AR model: the AR baseline and the ar: / coar: energies"),
          "nce": ("--nce", "model spec of the NCE energy network (the nce: energy), trained on the denoiser"),
          "oracle": ("--oracle", "model spec of the causal LM that scores the samples"),
-         "sedd": ("--sedd", "model spec of the SEDD score model (Table 1 bound, analytic and euler samples); "
-                            "'none' leaves SEDD out")}
+         "sedd": ("--sedd", "model specs of the SEDD score models, MODEL[,MODEL] (Table 1 bound, analytic and "
+                            "euler samples); 'none' leaves SEDD out")}
 
 
 def _csv(values) -> str:
@@ -88,7 +88,7 @@ def run(args) -> int:
     index, count = check_args(args)
     with cpu_threads(args.threads):  # restored afterwards: the command may run in-process
         specs = {role: getattr(args, role) for role in ROLES}
-        specs["sedd"] = "" if specs["sedd"] == "none" else specs["sedd"]
+        specs["sedd"] = [] if specs["sedd"] == "none" else [s for s in specs["sedd"].split(",") if s]
         models = load_models(specs, device=select_device(args.device), data_path=args.data,
                              options={role: flag for role, (flag, _) in ROLES.items()})
         num_test = models.test.shape[0]
@@ -102,7 +102,7 @@ def run(args) -> int:
                             ablation_windows=args.ablation_window, table_sequences=args.max_sequences or num_test,
                             num_t=args.num_t, num_z=args.num_z, full_num_t=args.full_num_t,
                             reference_samples=args.reference_samples, seed=args.seed,
-                            sedd_model=models.sedd_fingerprint,
+                            sedd_models=tuple(models.sedd),
                             sedd_predictors=tuple(p for p in args.predictors.split(",") if p))
         settings.check()
         require(settings.seq_len <= models.mdlm.config.max_seq_len,
@@ -115,7 +115,7 @@ def run(args) -> int:
             return 0
         script = Path(sys.argv[0])
         program = "edlm" if script.name == "edlm" else f"python {script.parent.name}/{script.name}"
-        fingerprints = {**models.fingerprints, **({"sedd": models.sedd_fingerprint} if models.sedd else {})}
+        fingerprints = {**models.fingerprints, "sedd": list(models.sedd)}
         meta = dict(command=" ".join([program, *sys.argv[1:]]),
                     git_revision=git_revision(), specs=specs, fingerprints=fingerprints,
                     machine=describe_machine(), threads=torch.get_num_threads(), test_sequences=models.test.shape[0],
