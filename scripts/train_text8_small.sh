@@ -25,9 +25,14 @@ ar_then_oracle() {
 mdlm_then_nce & a=$!
 ar_then_oracle & b=$!
 wait "$a"; wait "$b"
-# The SEDD baseline (absorbing graph, log-linear noise), trained after the four on one core (about 50 min idle).
+# The SEDD baselines, trained after the four, one per core (about 50 min each on an idle core): the
+# absorbing graph with log-linear noise, and the uniform graph with geometric noise, whose scores depend
+# on sigma, so its network is conditioned on it (adaLN on sigma, 1.28M parameters).
 edlm train text8-small train.objective=sedd train.graph=absorb train.noise=loglinear train.steps=2800 \
-  train.out_dir="$RUNS/text8-small-sedd" --no-progress
-for name in mdlm ar nce oracle sedd; do
+  train.out_dir="$RUNS/text8-small-sedd" --no-progress & c=$!
+edlm train text8-small train.objective=sedd train.graph=uniform train.noise=geometric model.adaln=true \
+  model.time_conditioning=true train.steps=2800 train.out_dir="$RUNS/text8-small-sedd-uniform" --no-progress & d=$!
+wait "$c"; wait "$d"
+for name in mdlm ar nce oracle sedd sedd-uniform; do
   edlm export "$RUNS/text8-small-$name" "src/edlm/checkpoints/text8-small-$name" --dtype bfloat16
 done
