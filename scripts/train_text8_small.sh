@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Train the five text8-small models bundled with edlm and export them (bf16) into src/edlm/checkpoints/.
+# Train the six text8-small models bundled with edlm and export them (bf16) into src/edlm/checkpoints/.
 # Two CPU cores, one thread per run, two runs at a time (about 3 core-hours, 90 min wall when the
 # bundle of 2026-12-03 was trained, with the oracle started beside them; see the checkpoints' README):
 #   core 1: MDLM (2,800 steps, about 80 min), then NCE from it (250 steps, about 10 min)

@@ -224,7 +224,8 @@ def test_the_committed_models_load_and_know_english(monkeypatch):
     from edlm.config import DataConfig
 
     monkeypatch.delenv(BUNDLED_ENV, raising=False)
-    kinds = {**{name: cls for name, (cls, _) in MODELS.items()}, "text8-small-sedd": SEDDScoreModel}
+    kinds = {**{name: cls for name, (cls, _) in MODELS.items()}, "text8-small-sedd": SEDDScoreModel,
+             "text8-small-sedd-uniform": SEDDScoreModel}
     assert bundled_names() == sorted(kinds)
     models = {name: edlm.load(f"bundled:{name}", device="cpu") for name in kinds}
     for name, cls in kinds.items():
@@ -236,6 +237,7 @@ def test_the_committed_models_load_and_know_english(monkeypatch):
     for name in ("text8-small-ar", "text8-small-oracle"):
         bits = [float(edlm.nelbo(models[name], x).nats_per_token) / math.log(2) for x in (ids, scrambled)]
         assert bits[0] < 2.5 < 3.5 < bits[1], (name, bits)  # trained: ~2 bits/char on text, ~4+ on noise
-    for name in ("text8-small-mdlm", "text8-small-sedd"):
+    assert (models["text8-small-sedd"].graph, models["text8-small-sedd-uniform"].graph) == ("absorb", "uniform")
+    for name in ("text8-small-mdlm", "text8-small-sedd", "text8-small-sedd-uniform"):
         bound = edlm.nelbo(models[name], ids, num_t=64, generator=torch.Generator().manual_seed(0))
         assert float(bound.nats_per_token) / math.log(2) < 3.5, name  # upper bound, below uniform log2(27) = 4.75

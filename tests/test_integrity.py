@@ -102,7 +102,7 @@ def test_corrupt_bundled_model_is_refused(tmp_path, monkeypatch, capsys):
 
 def test_shipped_bundled_models_match_their_hashes():
     assert bundled_names() == ["text8-small-ar", "text8-small-mdlm", "text8-small-nce", "text8-small-oracle",
-                              "text8-small-sedd"]
+                              "text8-small-sedd", "text8-small-sedd-uniform"]
     for name in bundled_names():
         meta = json.loads((BUNDLED_ROOT / name / CONFIG_FILE).read_text())
         assert meta["version"] == 2
