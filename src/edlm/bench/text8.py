@@ -150,7 +150,7 @@ def load_models(specs: dict, *, device=None, data_path: str = "", options: dict 
     from edlm.loading.specs import load_spec
     from edlm.loading.tokenizer_specs import same_tokenizer
 
-    what = {name: f"the {name} model" for name in ROLES} | dict(options or {})
+    what = {name: f"the {name} model" for name in (*ROLES, "sedd")} | dict(options or {})
     loaded = {name: load_spec(specs[name], device=device, role=role, what=what[name]) for name, role in ROLES.items()}
     mdlm = loaded["mdlm"]
     require(mdlm.config is not None, f"{what['mdlm']} {specs['mdlm']!r} carries no edlm data config; pass an edlm "
@@ -162,10 +162,10 @@ def load_models(specs: dict, *, device=None, data_path: str = "", options: dict 
                 f"({difference}); pass text8 character models.")
     sedd = {}
     for spec in specs.get("sedd", ()):
-        score = load_spec(spec, device=device, role="score", what=what.get("sedd", "the SEDD model"))
+        score = load_spec(spec, device=device, role="score", what=what["sedd"])
         difference = same_tokenizer(mdlm.tokenizer, score.tokenizer)
-        require(difference is None, f"{what.get('sedd', 'the SEDD model')} {spec!r} has another tokenizer than "
-                f"the denoiser ({difference}); pass a text8 character model.")
+        require(difference is None, f"{what['sedd']} {spec!r} has another tokenizer than the denoiser "
+                f"({difference}); pass a text8 character model.")
         sedd[_fingerprint(score)] = score.model
     data = mdlm.config.data
     require(data.corpus == "text8",
@@ -180,7 +180,9 @@ def load_models(specs: dict, *, device=None, data_path: str = "", options: dict 
 
 def _fingerprint(loaded) -> str:
     """sha256 of a loaded model's weight files, or of its spec when it has no directory."""
-    return fingerprint(loaded.directory) if loaded.directory is not None else hashlib.sha256(loaded.spec.encode()).hexdigest()
+    if loaded.directory is not None:
+        return fingerprint(loaded.directory)
+    return hashlib.sha256(loaded.spec.encode()).hexdigest()
 
 
 def subset(test: torch.Tensor, n: int) -> torch.Tensor:
@@ -291,11 +293,13 @@ def _generation(models: Models, p: dict, settings: Settings) -> dict:
 
     g = torch.Generator().manual_seed(settings.seed)
     start = time.perf_counter()
-    graph = models.sedd_model(p["sedd"]).graph if p["energy"] == "sedd" else ""
-    if graph:
-        samples, stats = sample(models.sedd_model(p["sedd"]), p["n"], p["seq_len"], p["steps"], predictor=p["predictor"],
-                                generator=g, return_stats=True, progress=True)
+    if p["energy"] == "sedd":
+        score_model = models.sedd_model(p["sedd"])
+        graph = score_model.graph
+        samples, stats = sample(score_model, p["n"], p["seq_len"], p["steps"], predictor=p["predictor"], generator=g,
+                                return_stats=True, progress=True)
     else:
+        graph = ""
         energy = None if p["energy"] == "mdlm" else models.energy(p["energy"])
         samples, stats = sample(models.mdlm, p["n"], p["seq_len"], p["steps"], energy=energy, k=p["k"],
                                 window=p["window"], generator=g, return_stats=True, progress=True)
