@@ -1,4 +1,5 @@
-"""What every benchmark records beside its numbers: the command, git revision, machine and wall time."""
+"""What every benchmark records beside its numbers (the command, git revision, machine and wall time), and
+whether a training run a benchmark starts has already finished."""
 
 from __future__ import annotations
 
@@ -16,6 +17,18 @@ def provenance(started: float) -> dict:
     """Command line, git revision, machine and wall time (s)."""
     return dict(command=" ".join([Path(sys.executable).name, *sys.argv]), git_revision=git_revision(),
                 machine=machine(), wall_time_s=round(time.perf_counter() - started, 1), date=time.strftime("%Y-%m-%d"))
+
+
+def train_finished(argv: list[str]) -> bool:
+    """Whether the run of `edlm train ARGV` (the recipe, its key=value overrides and any `--` options, which
+    are ignored) already holds a checkpoint at its last step."""
+    from edlm.config import load_config
+    from edlm.loading.checkpoint import read_checkpoint
+    from edlm.train.checkpointing import latest_checkpoint
+
+    cfg = load_config(argv[0], [w for w in argv[1:] if not w.startswith("--")])
+    latest = latest_checkpoint(cfg.train.out_dir)
+    return latest is not None and read_checkpoint(latest).step >= cfg.train.steps
 
 
 def write_results(name: str, payload: dict, markdown: str, directory: Path = RESULTS) -> None:

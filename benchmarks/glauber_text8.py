@@ -71,7 +71,7 @@ from pathlib import Path
 
 import torch
 
-from common import RESULTS, provenance, run_main, write_results
+from common import RESULTS, provenance, run_main, train_finished, write_results
 from edlm.bench.text8 import Cache, Job, fingerprint, judge, subset
 from edlm.errors import EdlmError, require
 from edlm.util.atomic import write_text_atomic
@@ -129,17 +129,6 @@ def training_commands(work: Path, settings: Settings, data: str | None, override
         commands[n] = ["train", "text8-small-glauber", f"train.init_from={ul2}", f"train.glauber_rounds={n}", *steps,
                        f"train.out_dir={work / f'glauber-{n}'}", *extra, "--no-progress"]
     return commands
-
-
-def finished(argv: list[str]) -> bool:
-    """Whether the run of `edlm train` argv (after `edlm`) already holds a checkpoint at its last step."""
-    from edlm.config import load_config
-    from edlm.loading.checkpoint import read_checkpoint
-    from edlm.train.checkpointing import latest_checkpoint
-
-    cfg = load_config(argv[1], [w for w in argv[2:] if not w.startswith("--")])
-    latest = latest_checkpoint(cfg.train.out_dir)
-    return latest is not None and read_checkpoint(latest).step >= cfg.train.steps
 
 
 def nll_command(spec: str, settings: Settings, data: str | None, kind: str) -> list[str]:
@@ -462,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = training_commands(work, settings, args.data, overrides, Path(specs["ul2"]))
     trained = [key for key in commands if key not in given and not (key == "ul2" and args.ul2)]
     for stage in (["ul2"], list(settings.rounds)):
-        run([commands[key] for key in stage if key in trained and not finished(commands[key])])
+        run([commands[key] for key in stage if key in trained and not train_finished(commands[key][1:])])
     models = load_models(specs, settings.rounds, args.data)
 
     likelihood = likelihoods(models, settings, args.data, work, run)

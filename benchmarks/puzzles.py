@@ -44,16 +44,14 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common import RESULTS, provenance, run_main, write_results
+from common import RESULTS, provenance, run_main, train_finished, write_results
 
 from edlm.cli import main as edlm_main
-from edlm.config import load_config
 from edlm.errors import require
 from edlm.loading.checkpoint import read_checkpoint
 from edlm.loading.pretrained import build_run_model
 from edlm.puzzles.corpus import manifest, read_manifest, write_puzzle_dir
 from edlm.puzzles.tokenizer import parse_shape
-from edlm.train.checkpointing import latest_checkpoint
 from edlm.util.device import cpu_threads
 
 # model: (recipe suffix, overrides, the model it starts from)
@@ -179,13 +177,6 @@ def prepare_data(setting: Setting, work: Path, args) -> Path:
     return directory
 
 
-def finished(argv: list[str]) -> bool:
-    """Whether the run of `edlm train ARGV` has a checkpoint at the last step ARGV asks for."""
-    cfg = load_config(argv[0], argv[1:])
-    run = Path(cfg.train.out_dir)
-    return latest_checkpoint(run) is not None and read_checkpoint(run).step >= cfg.train.steps
-
-
 def compute_path(work: Path, setting: Setting, model: str) -> Path:
     return work / "compute" / f"{setting.shape}-{model}.json"
 
@@ -203,7 +194,7 @@ def train_one(argv: list[str], threads: int, log: str) -> tuple[float, float]:
 def train_all(settings: list[Setting], work: Path, args) -> None:
     """Train every model that is not finished, in `args.jobs` worker processes (one model at a time each), a
     model after the one it starts from; add each model's CPU and wall seconds to its compute record."""
-    pending = [(s, m) for s in settings for m in models_of(s) if not finished(train_argv(s, m, work, args))]
+    pending = [(s, m) for s in settings for m in models_of(s) if not train_finished(train_argv(s, m, work, args))]
     (work / "logs").mkdir(parents=True, exist_ok=True)
     running = {}
     with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:

@@ -96,7 +96,7 @@ def test_commands_and_pools(bench, tmp_path):
                                "train.lr=1e-3", "--no-progress"]
     assert commands[3][:5] == ["train", "text8-small-glauber", f"train.init_from={tmp_path / 'ul2'}",
                                "train.glauber_rounds=3", "train.steps=100"]
-    assert commands[1][-2:] == ["train.lr=1e-3", "--no-progress"] and not bench.finished(commands[1])
+    assert commands[1][-2:] == ["train.lr=1e-3", "--no-progress"] and not bench.train_finished(commands[1][1:])
     assert bench.nll_command("bundled:x", settings, None, "glauber") == [
         "eval", "nll", "bundled:x", "--max-sequences", "16", "--seed", "0", "--num-chains", "4"]
 
