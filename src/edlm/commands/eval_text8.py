@@ -18,6 +18,11 @@ def _csv(values) -> str:
     return ",".join(str(v) for v in values)
 
 
+def _names(text: str) -> tuple[str, ...]:
+    """The non-empty items of a comma list."""
+    return tuple(v for v in text.split(",") if v)
+
+
 def _floats(text: str) -> tuple[float, ...]:
     return tuple(float(v) for v in text.split(",") if v.strip())
 
@@ -88,14 +93,14 @@ def run(args) -> int:
     index, count = check_args(args)
     with cpu_threads(args.threads):  # restored afterwards: the command may run in-process
         specs = {role: getattr(args, role) for role in ROLES}
-        specs["sedd"] = [] if specs["sedd"] == "none" else [s for s in specs["sedd"].split(",") if s]
+        specs["sedd"] = [] if specs["sedd"] == "none" else list(_names(specs["sedd"]))
         models = load_models(specs, device=select_device(args.device), data_path=args.data,
                              options={role: flag for role, (flag, _) in ROLES.items()})
         num_test = models.test.shape[0]
         require(args.max_sequences <= num_test, f"--max-sequences {args.max_sequences} exceeds the {num_test} test "
                 f"sequences; use at most {num_test}, or 0 for all.")
         settings = Settings(steps=tuple(int_list("--steps", args.steps)),
-                            energies=tuple(e for e in args.energies.split(",") if e), ks=tuple(int_list("--k", args.k)),
+                            energies=_names(args.energies), ks=tuple(int_list("--k", args.k)),
                             windows=args.window, num_samples=args.num_samples, seq_len=args.seq_len,
                             ablation_steps=args.ablation_steps,
                             ablation_ks=tuple(int_list("--ablation-k", args.ablation_k)),
@@ -103,7 +108,7 @@ def run(args) -> int:
                             num_t=args.num_t, num_z=args.num_z, full_num_t=args.full_num_t,
                             reference_samples=args.reference_samples, seed=args.seed,
                             sedd_models=tuple(models.sedd),
-                            sedd_predictors=tuple(p for p in args.predictors.split(",") if p))
+                            sedd_predictors=_names(args.predictors))
         settings.check()
         require(settings.seq_len <= models.mdlm.config.max_seq_len,
                 f"--seq-len {settings.seq_len} exceeds the models' max_seq_len={models.mdlm.config.max_seq_len}.")
@@ -134,11 +139,9 @@ def check_args(args) -> tuple[int, int]:
     index, _, count = args.shard.partition("/")
     require(index.isdigit() and count.isdigit() and int(index) < int(count),
             f"--shard {args.shard!r} must be I/N with 0 <= I < N, e.g. 0/2.")
-    predictors = [p for p in args.predictors.split(",") if p]
-    require(set(predictors) <= set(PREDICTORS), f"--predictors {args.predictors!r} must be a comma list of "
+    require(set(_names(args.predictors)) <= set(PREDICTORS), f"--predictors {args.predictors!r} must be a comma list of "
             f"{', '.join(PREDICTORS)}.")
-    energies = [e for e in args.energies.split(",") if e]
-    require(set(energies) <= set(ENERGIES), f"--energies {args.energies!r} must be a comma list of "
+    require(set(_names(args.energies)) <= set(ENERGIES), f"--energies {args.energies!r} must be a comma list of "
             f"{', '.join(ENERGIES)}.")
     int_list("--steps", args.steps)
     require(args.ablation_steps >= 1, f"--ablation-steps {args.ablation_steps} must be at least 1.")
