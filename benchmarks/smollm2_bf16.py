@@ -33,7 +33,7 @@ from common import provenance, write_results
 from edlm.data import load_split
 from edlm.loading.energy_specs import load_energy_spec
 from edlm.loading.specs import load_spec
-from edlm.sampling.categorical import sample_categorical
+from edlm.sampling import draw_candidates
 
 NAME = "smollm2_bf16"
 COLUMNS = ["t", "rows", "k", "max_abs_dlogp_nats", "tv_mean", "tv_max", "top1_agreement", "spearman_mean",
@@ -42,16 +42,11 @@ COLUMNS = ["t", "rows", "k", "max_abs_dlogp_nats", "tv_mean", "tv_max", "top1_ag
 
 @torch.no_grad()
 def candidates(denoiser, x0: torch.Tensor, t: float, k: int, generator: torch.Generator):
-    """(Long[R, k, L] candidates, Float64[R, k] their log p(x0 | xt)) from the masked state at time t."""
-    rows, length = x0.shape
+    """(Long[R, k, L] candidates, Float64[R, k] their log p(x0 | xt)) from the masked state at time t, drawn
+    by the EDLM sampler's own `draw_candidates`."""
     masked = torch.rand(x0.shape, generator=generator) < t
     xt = torch.where(masked, torch.full_like(x0, denoiser.mask_id), x0)
-    logp = torch.log_softmax(denoiser(xt, torch.full((rows,), t)).double(), dim=-1)  # [R, L, V]
-    draws = torch.stack([sample_categorical(logp.reshape(-1, logp.shape[-1]), generator).view(rows, length)
-                         for _ in range(k)], dim=1)
-    cands = torch.where(masked[:, None], draws, x0[:, None])
-    proposal = (logp[:, None].expand(-1, k, -1, -1).gather(-1, cands[..., None])[..., 0] * masked[:, None]).sum(-1)
-    return cands, proposal
+    return draw_candidates(denoiser(xt, torch.full((x0.shape[0],), t)), xt, denoiser.mask_id, k, generator)
 
 
 def ranks(x: torch.Tensor) -> torch.Tensor:
