@@ -12,7 +12,8 @@ from safetensors.torch import load_file
 from test_eval_generative import Letters, UnigramLM
 
 from edlm.cli import main
-from edlm.commands.demo import oracle_bits, side_by_side
+from edlm.metrics.judge import judge_bits_per_char
+from edlm.commands.demo import side_by_side
 from edlm.config import load_config
 from edlm.energy import NCEEnergy
 from edlm.errors import EdlmError
@@ -91,15 +92,15 @@ def oracle_bits_by_hand(lm, ids: list[int]) -> float:
     return float(-logp.sum()) / math.log(2) / len(ids)
 
 
-def test_demo_oracle_bits_by_hand():
+def test_judge_bits_per_char_by_hand():
     """Bits per character of each sample under a unigram oracle, on the samples' ids when the oracle shares
     their tokenizer, else on their text encoded by the oracle's tokenizer."""
     samples, letters = [[0, 1, 0, 2], [3, 3]], Letters("abcd|", "letters")  # "abac", "dd"
-    bits, retokenized = oracle_bits(SimpleNamespace(model=UnigramLM(), tokenizer=letters), samples, letters)
+    bits, retokenized = judge_bits_per_char(SimpleNamespace(model=UnigramLM(), tokenizer=letters), samples, letters)
     abac = -(math.log2(0.4) + math.log2(0.3) + math.log2(0.4) + math.log2(0.2))
     assert not retokenized and bits == pytest.approx([abac / 4, -2 * math.log2(0.05) / 2])
     reversed_letters = Letters("dcba|", "reversed")  # "abac" -> [3, 2, 3, 1], "dd" -> [0, 0]
-    bits, retokenized = oracle_bits(SimpleNamespace(model=UnigramLM(), tokenizer=reversed_letters), samples, letters)
+    bits, retokenized = judge_bits_per_char(SimpleNamespace(model=UnigramLM(), tokenizer=reversed_letters), samples, letters)
     dcdb = -(math.log2(0.05) + math.log2(0.2) + math.log2(0.05) + math.log2(0.3))
     assert retokenized and bits == pytest.approx([dcdb / 4, -2 * math.log2(0.4) / 2])
 

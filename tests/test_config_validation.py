@@ -34,7 +34,7 @@ BAD = [
     (["train.nce_t_min=1"], "train.nce_t_min=1.0 must be in [0, 1)."),
     (["train.eps=0"], "train.eps=0.0 must be in (0, 1)."),
     (["train.precision=fp16"], "train.precision='fp16' must be one of auto, bf16, fp32."),
-    (["train.lr_schedule=linear"], "train.lr_schedule='linear' must be one of constant, cosine."),
+    (["train.lr_schedule=linear"], "train.lr_schedule='linear' must be one of constant, cosine, wsd."),
     (["train.objective=plaid"], "train.objective='plaid' must be one of ar, "),
     (["data.corpus=wiki"], "data.corpus='wiki' must be one of hf, puzzles, text, text8."),
     (["data.seq_len=0"], "data.seq_len=0 must be at least 1."),

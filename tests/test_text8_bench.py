@@ -18,7 +18,8 @@ from edlm.loading.specs import load_spec
 
 TINY = ["--steps", "2,4", "--k", "2", "--window", "1", "--num-samples", "2", "--seq-len", "32",
         "--ablation-steps", "2", "--ablation-k", "2,3", "--ablation-window", "0.5,1", "--max-sequences", "4",
-        "--num-t", "2", "--num-z", "2", "--full-num-t", "2", "--reference-samples", "2", "--device", "cpu"]
+        "--num-t", "2", "--num-z", "2", "--full-num-t", "2", "--reference-samples", "2", "--device", "cpu",
+        "--judge", "none"]
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,9 @@ def models(tmp_path_factory, text8_dir):  # noqa: F811
 
 
 def test_sharded_run_resumes_from_cache_and_writes_the_report(models, tmp_path, capsys):
-    common = [*TINY, *models["specs"], "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "t8")]
+    # The oracle is also the LM judge here (it shares the samples' tokenizer), so lm_bits must equal oracle_bits.
+    common = [*TINY, *models["specs"], "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "t8"),
+              "--judge", str(models["root"] / "oracle")]
     assert main(["eval", "text8", *common, "--shard", "0/2"]) == 0
     assert "other shards still have pending jobs" in capsys.readouterr().out
     assert not (tmp_path / "t8.json").exists()
@@ -77,11 +80,15 @@ def test_sharded_run_resumes_from_cache_and_writes_the_report(models, tmp_path, 
         assert g["model_rows_per_sample"] == pytest.approx(g["denoiser_rows_per_sample"] + g["energy_rows_per_sample"])
         assert (g["energy_rows_per_sample"] > 0) == (g["energy"] not in ("mdlm", "sedd"))
         assert g["gen_ppl"] == pytest.approx(2 ** g["oracle_bits"]) and len(g["example"]) == 32
+        assert g["lm_bits"] == pytest.approx(g["oracle_bits"]) and g["lm_bits_se"] == pytest.approx(g["oracle_bits_se"])
+        assert 0 <= g["real_words"] <= 1 and "samples" not in g  # the texts stay in the job cache
+    text = next(r for r in report["references"] if r["method"] == "test text")
+    assert text["real_words"] > max(g["real_words"] for g in report["generation"])  # real text has real words
     assert {c["claim"] for c in report["claims"]} >= {"likelihood gap", "EDLM at T beats MDLM at 2T"}
     check_bits_by_hand(report, models["root"])
     for suffix in ("steps", "walltime", "calls", "entropy", "ablation"):
         assert (tmp_path / f"t8-{suffix}.png").read_bytes()[:4] == b"\x89PNG"
-    assert "## Table 1" in (tmp_path / "t8.md").read_text()
+    assert "## Table 1" in (tmp_path / "t8.md").read_text() and "| lm_bits |" in (tmp_path / "t8.md").read_text()
 
 
 def nats_by_hand(lm, x: torch.Tensor) -> torch.Tensor:

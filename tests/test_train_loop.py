@@ -44,6 +44,9 @@ def test_learning_rate_schedules():
     assert learning_rate(10, cfg) == pytest.approx(0.01)
     assert learning_rate(60, cfg) == pytest.approx(0.005)
     assert learning_rate(110, cfg) == pytest.approx(0.0, abs=1e-12)
+    cfg.lr_schedule, cfg.decay_fraction = "wsd", 0.2  # constant to step 88, then linear to 0 at 110
+    assert learning_rate(60, cfg) == pytest.approx(0.01) and learning_rate(88, cfg) == pytest.approx(0.01)
+    assert learning_rate(99, cfg) == pytest.approx(0.005) and learning_rate(110, cfg) == pytest.approx(0.0)
 
 
 def test_data_order_is_seeded_per_epoch():
@@ -79,7 +82,7 @@ def test_ema_tracks_with_warmup():
     (["train.objective=nope"], "train.objective='nope' must be one of ar, "),
     (["train.objective=ar"], "needs model.causal=true"),
     (["train.precision=bf16"], "needs a CUDA device"),
-    (["train.lr_schedule=linear"], "lr_schedule='linear' must be one of constant, cosine"),
+    (["train.lr_schedule=linear"], "lr_schedule='linear' must be one of constant, cosine, wsd"),
     (["data.seq_len=64"], "exceeds model.max_seq_len"),
 ])
 def test_bad_training_config_is_a_clear_error(overrides, message, text8_dir, tmp_path):  # noqa: F811

@@ -22,7 +22,7 @@ from edlm.models.registry import KINDS
 from edlm.models.sedd import GRAPHS, NOISES
 from edlm.util.device import PRECISIONS
 
-LR_SCHEDULES = ("constant", "cosine")
+LR_SCHEDULES = ("constant", "cosine", "wsd")
 GLAUBER_LOSSES = ("exact", "seed")
 
 
@@ -56,7 +56,8 @@ class DataConfig:
 class TrainConfig:
     """How to train. batch_size is the global batch (sequences per optimizer step, all processes and
     accumulation steps together); grad_accum splits each process's share into micro-batches.
-    lr_schedule: "constant" or "cosine" (to 0 at `steps`), after `warmup_steps` of linear warm-up.
+    lr_schedule: "constant", "cosine" (to 0 at `steps`) or "wsd" (warm-up, stable, decay: constant,
+    then linear to 0 over the last `decay_fraction` of `steps`), after `warmup_steps` of linear warm-up.
     ema: EMA decay of the weights that validation, sampling and `load_model` use.
     precision: "auto" (bf16 autocast on CUDA, fp32 elsewhere), "bf16" (CUDA only) or "fp32".
     log_every / eval_every / save_every: steps between metrics rows, validations on `eval_batches`
@@ -84,6 +85,7 @@ class TrainConfig:
     beta2: float = 0.999
     warmup_steps: int = 100
     lr_schedule: str = "constant"
+    decay_fraction: float = 0.2
     grad_clip: float = 1.0
     ema: float = 0.9999
     schedule: str = "loglinear"
@@ -166,7 +168,7 @@ RULES = [
     ("train", "lr", POSITIVE),
     ("train", "lr_schedule", _one_of(LR_SCHEDULES)),
     ("train", "precision", _one_of(PRECISIONS)),
-    *[("train", key, _between(0, 1)) for key in ("beta1", "beta2", "ema", "t_min", "nce_t_min")],
+    *[("train", key, _between(0, 1)) for key in ("beta1", "beta2", "ema", "t_min", "nce_t_min", "decay_fraction")],
     ("train", "eps", _between(0, 1, low_open=True)),
     ("train", "compile", ((lambda v: isinstance(v, bool)), "true or false")),
     ("train", "graph", _one_of(GRAPHS)),

@@ -29,6 +29,11 @@ The report (`edlm.bench.text8_report`) is written once every job is cached.
   dropping a SEDD model keeps every other job's cache entry.
 - references: the AR model's own samples (KV cache, temperature 1; one row per sample) and the real
   test text, judged the same way.
+- second judges (`add_judgements`, after every job is cached): every generation and reference row keeps
+  its sample texts, and gains the fraction of their words found among the words of the train split
+  (`real_words`) and, with a judging LM of any tokenizer (by default SmolLM2-135M, `gguf:smollm2-135m`),
+  its NLL in bits per character of the texts (`lm_bits`, `lm_bits_se`; `edlm.metrics.judge`); each LM
+  judgement is cached under the row's key and the judge's spec.
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ import torch
 from edlm.errors import require
 from edlm.util.atomic import write_text_atomic
 
-BENCH_VERSION = 1
+BENCH_VERSION = 2  # 2: generation and reference results keep their sample texts
 BUNDLED = {"mdlm": "bundled:text8-small-mdlm", "ar": "bundled:text8-small-ar",
            "nce": "bundled:text8-small-nce", "oracle": "bundled:text8-small-oracle",
            "sedd": "bundled:text8-small-sedd,bundled:text8-small-sedd-uniform"}
@@ -105,6 +110,7 @@ class Models:
     tokenizer: object
     test: torch.Tensor  # Long[N, seq_len]
     sedd: dict = field(default_factory=dict)  # sha256 -> score model (docs/contracts.md, Score model)
+    data: object = None  # the denoiser's DataConfig (text8), for the train split's words
 
     def sedd_model(self, tag: str):
         """The SEDD model whose sha256 starts with `tag`."""
@@ -175,7 +181,7 @@ def load_models(specs: dict, *, device=None, data_path: str = "", options: dict 
     test = load_split(data, "test")
     fingerprints = {name: _fingerprint(m) for name, m in loaded.items()}
     return Models(mdlm.model, loaded["ar"].model, loaded["nce"].model, loaded["oracle"].model, dict(specs),
-                  fingerprints, mdlm.tokenizer, test, sedd)
+                  fingerprints, mdlm.tokenizer, test, sedd, data)
 
 
 def _fingerprint(loaded) -> str:
@@ -240,15 +246,65 @@ def method_name(energy: str, k: int, window: float, predictor: str = "", graph: 
 @torch.no_grad()
 def judge(models: Models, samples: torch.Tensor) -> dict:
     """Oracle NLL (bits per character, mean over samples and its standard error), generative perplexity
-    per character, mean unigram entropy (nats), and the first sample's text, for samples Long[N, L]."""
+    per character, mean unigram entropy (nats), the first sample's text and every sample's text, for
+    samples Long[N, L]."""
     from edlm.metrics.generative import bits_per_token, unigram_entropy
 
     rows = samples.cpu().tolist()
     per_sample = torch.tensor(bits_per_token(models.oracle, rows, 64), dtype=torch.float64)
-    return dict(oracle_bits=float(per_sample.mean()), oracle_bits_se=float(per_sample.std() / math.sqrt(len(rows))),
-                gen_ppl=math.exp(float(per_sample.mean()) * LN2),
-                entropy_nats=sum(unigram_entropy(r) for r in rows) / len(rows),
-                example=models.tokenizer.decode(rows[0]))
+    texts = [models.tokenizer.decode(r) for r in rows]
+    return dict(_mean_se("oracle_bits", per_sample), gen_ppl=math.exp(float(per_sample.mean()) * LN2),
+                entropy_nats=sum(unigram_entropy(r) for r in rows) / len(rows), example=texts[0], samples=texts)
+
+
+def _mean_se(name: str, values: torch.Tensor) -> dict:
+    """{name: mean, name_se: its standard error} of Float64[N] values."""
+    return {name: float(values.mean()), f"{name}_se": float(values.std() / math.sqrt(values.numel()))}
+
+
+@dataclass
+class Judges:
+    """The second judges of stored samples: the distinct words of the train split and, unless `lm` is
+    None, a judging causal LM (`LoadedModel` of any tokenizer) named by its spec."""
+
+    vocabulary: set
+    lm: object = None
+    spec: str = ""
+
+
+def load_judges(models: Models, spec: str, device=None) -> Judges:
+    """The train split's words (decoded by the denoiser's tokenizer) and the LM of `spec` ("none": no LM)."""
+    from edlm.data import load_split
+    from edlm.metrics.judge import load_judge
+    from edlm.metrics.words import word_vocabulary
+
+    vocabulary = word_vocabulary(models.tokenizer.decode(load_split(models.data, "train").flatten().tolist()))
+    if spec == "none":
+        return Judges(vocabulary)
+    return Judges(vocabulary, load_judge(spec, device, option="--judge"), spec)
+
+
+def add_judgements(results: dict[str, dict], cache: "Cache", judges: Judges, tokenizer, log=print) -> None:
+    """Add `real_words` and, with an LM judge, `lm_bits` and `lm_bits_se` to every result in `results`
+    ({job key: result}) that holds sample texts (module docstring); LM judgements are cached."""
+    from edlm.metrics.judge import judge_bits_per_char
+    from edlm.metrics.words import real_word_fraction
+
+    for key, result in results.items():
+        texts = result.get("samples")
+        if texts is None:
+            continue
+        result["real_words"] = real_word_fraction(" ".join(texts), judges.vocabulary)
+        if judges.lm is None:
+            continue
+        job = Job("judgement", dict(of=key, judge=judges.spec), 0.0)
+        scored = cache.get(job)
+        if scored is None:
+            bits, _ = judge_bits_per_char(judges.lm, [tokenizer.encode(t) for t in texts], tokenizer)
+            scored = _mean_se("lm_bits", torch.tensor(bits, dtype=torch.float64))
+            cache.put(job, scored)
+            log(f"judged by {judges.spec}: {key} -> {scored['lm_bits']:.4f} bits/char")
+        result.update(scored)
 
 
 def _likelihood(models: Models, p: dict, settings: Settings) -> dict:

