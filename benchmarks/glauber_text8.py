@@ -46,7 +46,7 @@ command and model; a rerun does only what is missing. Writes OUT.json and OUT.md
 benchmarks/results/glauber_text8) with the command, git revision, machine and wall time.
 
 CPU time, estimated from timed steps and forward passes on one thread of a shared 2-core machine: training
-50 min for UL2 (2,800 steps at 1.0 s), 66 min for N = 1 (240 steps at 16 s), 64 min for N = 3 (100 at 37 s),
+50 min for UL2 (5,600 steps at 0.55 s), 66 min for N = 1 (240 steps at 16 s), 64 min for N = 3 (100 at 37 s),
 validations included; samples about 20 min (the reverse chains: 64 x N L sequence passes per N);
 likelihoods about 35 min (a Glauber bound costs 2 N L passes per chain and sequence: 8 min at N = 1, 25 at
 N = 3). About 4 CPU hours; about 2.7 hours of wall time with --jobs 2 on two free cores.
