@@ -113,6 +113,11 @@ def main() -> None:
         x = edlm.sample(denoiser.model, n, length, steps, generator=torch.Generator().manual_seed(args.seed))
         wall = time.perf_counter() - t0
         base, orc = judge(text_lm, oracle, tokenizer, x)
+
+        def gains(smol: float) -> dict:
+            """gain_bpc and gap_closed of a row with SmolLM2 bits/char `smol`, against MDLM at this T."""
+            return dict(gain_bpc=base - smol, gap_closed=(base - smol) / (base - real_bpc))
+
         record(dict(sampler="mdlm", T=steps, k=1, window=0.0, smollm2_bpc=base, oracle_bpc=orc, gain_bpc=0.0,
                     cap_bpc=0.0, is_steps=0, denoiser_rows=n * steps, lm_texts=0, lm_forwards=0, wall_s=wall))
         for rounds in args.glauber_rounds:
@@ -123,8 +128,7 @@ def main() -> None:
                                         generator=torch.Generator().manual_seed(args.seed), return_stats=True)
                 smol, orc = judge(text_lm, oracle, tokenizer, y)
                 record(dict(sampler="glauber from mdlm", T=steps, rounds=rounds, block=block, smollm2_bpc=smol,
-                            oracle_bpc=orc, gain_bpc=base - smol, gap_closed=(base - smol) / (base - real_bpc),
-                            acceptance=float(stats.acceptance.mean()),
+                            oracle_bpc=orc, **gains(smol), acceptance=float(stats.acceptance.mean()),
                             denoiser_rows=n * steps + stats.count("infill")[1],
                             lm_texts=text_lm.scored - texts0, lm_forwards=text_lm.forwards - forwards0,
                             wall_s=wall + time.perf_counter() - t1))
@@ -140,8 +144,7 @@ def main() -> None:
                 is_steps = int(ran.any(0).sum())
                 smol, orc = judge(text_lm, oracle, tokenizer, x)
                 record(dict(sampler="edlm", T=steps, k=k, window=window, smollm2_bpc=smol, oracle_bpc=orc,
-                            gain_bpc=base - smol, gap_closed=(base - smol) / (base - real_bpc),
-                            cap_bpc=is_steps * math.log(k) / (length * math.log(2)),
+                            **gains(smol), cap_bpc=is_steps * math.log(k) / (length * math.log(2)),
                             ess_per_step=float(stats.ess[ran].mean()), is_steps=is_steps,
                             denoiser_rows=stats.count("denoiser")[1], lm_texts=texts, lm_forwards=forwards,
                             wall_s=wall))

@@ -284,10 +284,10 @@ def load_judges(models: Models, spec: str, device=None) -> Judges:
     return Judges(vocabulary, load_judge(spec, device, option="--judge"), spec)
 
 
-def add_judgements(results: dict[str, dict], cache: "Cache", judges: Judges, tokenizer, log=print) -> None:
+def add_judgements(results: dict[str, dict], cache: "Cache", judges: Judges, log=print) -> None:
     """Add `real_words` and, with an LM judge, `lm_bits` and `lm_bits_se` to every result in `results`
     ({job key: result}) that holds sample texts (module docstring); LM judgements are cached."""
-    from edlm.metrics.judge import judge_bits_per_char
+    from edlm.metrics.judge import judge_text_bits_per_char
     from edlm.metrics.words import real_word_fraction
 
     for key, result in results.items():
@@ -300,7 +300,7 @@ def add_judgements(results: dict[str, dict], cache: "Cache", judges: Judges, tok
         job = Job("judgement", dict(of=key, judge=judges.spec), 0.0)
         scored = cache.get(job)
         if scored is None:
-            bits, _ = judge_bits_per_char(judges.lm, [tokenizer.encode(t) for t in texts], tokenizer)
+            bits = judge_text_bits_per_char(judges.lm, texts)
             scored = _mean_se("lm_bits", torch.tensor(bits, dtype=torch.float64))
             cache.put(job, scored)
             log(f"judged by {judges.spec}: {key} -> {scored['lm_bits']:.4f} bits/char")

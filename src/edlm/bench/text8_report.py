@@ -145,7 +145,7 @@ def markdown(parts: dict, claim_rows: list[dict], settings: Settings, meta: dict
     """The report's Markdown text."""
     s = settings
     table_cols = ["model", "estimator", "bound", "data", "sequences", "num_t", "num_z", "bpc", "bpc_se"]
-    judged = ["lm_bits", "lm_bits_se"] if meta.get("judge", "none") != "none" else []
+    judged = ["lm_bits", "lm_bits_se"] if meta["judge"] != "none" else []
     gen_cols = ["method", "steps", "oracle_bits", "oracle_bits_se", *judged, "real_words", "gen_ppl", "entropy_nats",
                 "gap_closed", "wall_s_per_sample", "model_rows_per_sample", "ess_mean"]
     ref_cols = ["method", "n", "oracle_bits", "oracle_bits_se", *judged, "real_words", "gen_ppl", "entropy_nats",

@@ -99,7 +99,8 @@ def run(args) -> int:
     with cpu_threads(args.threads):  # restored afterwards: the command may run in-process
         specs = {role: getattr(args, role) for role in ROLES}
         specs["sedd"] = [] if specs["sedd"] == "none" else list(_names(specs["sedd"]))
-        models = load_models(specs, device=select_device(args.device), data_path=args.data,
+        device = select_device(args.device)
+        models = load_models(specs, device=device, data_path=args.data,
                              options={role: flag for role, (flag, _) in ROLES.items()})
         num_test = models.test.shape[0]
         require(args.max_sequences <= num_test, f"--max-sequences {args.max_sequences} exceeds the {num_test} test "
@@ -123,7 +124,7 @@ def run(args) -> int:
             print("other shards still have pending jobs; run again without --shard once they finish to write "
                   "the report")
             return 0
-        add_judgements(results, cache, load_judges(models, args.judge, select_device(args.device)), models.tokenizer)
+        add_judgements(results, cache, load_judges(models, args.judge, device))
         script = Path(sys.argv[0])
         program = "edlm" if script.name == "edlm" else f"python {script.parent.name}/{script.name}"
         fingerprints = {**models.fingerprints, "sedd": list(models.sedd)}

@@ -7,6 +7,7 @@
   judge in bits per character of its text (nats / characters / ln 2), so models of any tokenizer are
   comparable. `samples` are id lists of `tokenizer` (the sampler's); when the judge has another
   tokenizer the decoded texts are encoded by the judge's own (`retokenized` True).
+- `judge_text_bits_per_char(judge, texts)`: the same for texts, each encoded by the judge's tokenizer.
 """
 
 from __future__ import annotations
@@ -28,9 +29,16 @@ def judge_bits_per_char(judge, samples: list[list[int]], tokenizer) -> tuple[lis
     samples' ids when the judge shares `tokenizer`, else their decoded texts encoded by the judge's."""
     from edlm.loading.tokenizer_specs import same_tokenizer
     from edlm.metrics.generative import bits_per_char
-    from edlm.metrics.samples import encode_text
 
     texts = [tokenizer.decode(ids) for ids in samples]
-    retokenized = same_tokenizer(tokenizer, judge.tokenizer) is not None
-    sequences = [encode_text(judge.tokenizer, t) for t in texts] if retokenized else samples
-    return bits_per_char(judge.model, sequences, texts), retokenized
+    if same_tokenizer(tokenizer, judge.tokenizer) is not None:
+        return judge_text_bits_per_char(judge, texts), True
+    return bits_per_char(judge.model, samples, texts), False
+
+
+def judge_text_bits_per_char(judge, texts: list[str]) -> list[float]:
+    """Bits per character of each text under the judge's `LoadedModel`, encoded by the judge's tokenizer."""
+    from edlm.metrics.generative import bits_per_char
+    from edlm.metrics.samples import encode_text
+
+    return bits_per_char(judge.model, [encode_text(judge.tokenizer, t) for t in texts], texts)
