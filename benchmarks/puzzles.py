@@ -17,7 +17,8 @@ attributes, 20,000 training puzzles; Table 7 rows, whose Glauber row is N=1 only
 into WORK/data/SETTING (reused when they are there), trains its models with `edlm train` into
 WORK/runs/SETTING/MODEL (`--jobs` worker processes, one model at a time each with `--threads` torch
 threads, its output in WORK/logs/SETTING-MODEL.log; a run that already reached its last step is reused,
-one that stopped part way resumes), and solves the test puzzles with `edlm eval puzzles`.
+one that stopped part way resumes), and solves the test puzzles with `edlm eval puzzles` into
+WORK/eval/SETTING (an evaluation of the same command on the same weights is reused).
 
 Compute: the CPU seconds (all threads of the worker process) and wall seconds of each model's training,
 summed over invocations (WORK/compute/SETTING-MODEL.json); parameters; and approximate training FLOPs,
@@ -46,12 +47,15 @@ from pathlib import Path
 
 from common import RESULTS, provenance, run_main, train_finished, write_results
 
+from edlm.bench.text8 import fingerprint
 from edlm.cli import main as edlm_main
 from edlm.errors import require
 from edlm.loading.checkpoint import read_checkpoint
 from edlm.loading.pretrained import build_run_model
 from edlm.puzzles.corpus import manifest, read_manifest, write_puzzle_dir
 from edlm.puzzles.tokenizer import parse_shape
+from edlm.train.checkpointing import latest_checkpoint
+from edlm.util.atomic import write_text_atomic
 from edlm.util.device import cpu_threads
 
 # model: (recipe suffix, overrides, the model it starts from)
@@ -240,20 +244,29 @@ def model_compute(work: Path, setting: Setting, model: str) -> dict:
 
 
 def evaluate(setting: Setting, row: str, work: Path, data: Path, args) -> dict:
-    """One row: `edlm eval puzzles` on the test puzzles, its results, CPU and wall seconds."""
+    """One row: `edlm eval puzzles` on the test puzzles, its results, CPU and wall seconds. A finished
+    evaluation of the same command on the same model weights (OUT-cost.json records both) is reused."""
     model, options = ROWS[row]
+    run = work / "runs" / setting.shape / model
     out = work / "eval" / setting.shape / row.lower().replace(" ", "-").replace("=", "")
-    started_cpu, started = time.process_time(), time.perf_counter()
-    code = edlm_main(["eval", "puzzles", str(work / "runs" / setting.shape / model), "--puzzles",
-                      str(data / "test.txt"), *[o.format(block=setting.block) for o in options], "--seed",
-                      str(args.seed), "--device", args.device, "--out", str(out)])
-    require(code == 0, f"edlm eval puzzles failed for {setting.shape} {row}.")
+    argv = ["eval", "puzzles", str(run), "--puzzles", str(data / "test.txt"),
+            *[o.format(block=setting.block) for o in options], "--seed", str(args.seed), "--device", args.device,
+            "--out", str(out)]
+    cost_path = out.with_name(out.name + "-cost.json")
+    weights = fingerprint(latest_checkpoint(run))
+    cost = json.loads(cost_path.read_text()) if cost_path.is_file() else {}
+    if not (cost.get("argv") == argv and cost.get("weights") == weights and out.with_suffix(".json").is_file()):
+        started_cpu, started = time.process_time(), time.perf_counter()
+        require(edlm_main(argv) == 0, f"edlm eval puzzles failed for {setting.shape} {row}.")
+        cost = dict(argv=argv, weights=weights, eval_cpu_s=time.process_time() - started_cpu,
+                    eval_wall_s=time.perf_counter() - started)
+        write_text_atomic(cost_path, json.dumps(cost, indent=2) + "\n")
     results = json.loads(out.with_suffix(".json").read_text())["results"]
     keep = ("puzzles", "solved", "board_accuracy", "board_interval", "cell_accuracy", "cell_interval",
             "calls_per_puzzle", "givens_changed", "method", "rounds", "block", "unmasking", "steps")
     return {"row": row, "model": model, "paper_accuracy": PAPER[setting.paper].get(row),
-            **{k: results[k] for k in keep if k in results}, "eval_cpu_s": time.process_time() - started_cpu,
-            "eval_wall_s": time.perf_counter() - started, **model_compute(work, setting, model)}
+            **{k: results[k] for k in keep if k in results}, "eval_cpu_s": cost["eval_cpu_s"],
+            "eval_wall_s": cost["eval_wall_s"], **model_compute(work, setting, model)}
 
 
 def difference(better: dict, worse: dict) -> tuple[float, float, float]:

@@ -47,10 +47,16 @@ def test_dry_run_of_every_setting_then_reuse(tmp_path):
     assert glauber["train_cpu_s"] > ul2["cpu_s"]  # a Glauber row counts its UL2 pre-training
     assert "| MDLM top-k margin | 89.49 |" in (tmp_path / "result.md").read_text()
 
-    records = {p.name: p.read_text() for p in (tmp_path / "work" / "compute").iterdir()}
-    again = run(*argv)  # the puzzles and finished runs are reused: nothing trains again
+    def records():
+        work = tmp_path / "work"
+        paths = [*(work / "compute").iterdir(), *(work / "eval").rglob("*-cost.json")]
+        return {str(p.relative_to(work)): p.read_text() for p in paths}
+
+    before = records()
+    assert sum(name.endswith("-cost.json") for name in before) == 20  # one per row
+    again = run(*argv)  # the puzzles, finished runs and evaluations are reused: nothing trains or solves again
     assert again.returncode == 0, again.stderr[-3000:]
-    assert {p.name: p.read_text() for p in (tmp_path / "work" / "compute").iterdir()} == records
+    assert records() == before and json.loads((tmp_path / "result.json").read_text())["settings"] == settings
 
 
 def test_bad_options_stop_with_one_sentence(tmp_path):
