@@ -20,7 +20,7 @@ work of every row (sequences through the text8 denoiser, texts scored by SmolLM2
 work can be compared.
 
     OMP_NUM_THREADS=1 python benchmarks/smollm2_text8.py [--ts 8 32] [--ks 4 16] [--windows 0.2 1]
-        [--glauber-rounds 1 2] [--glauber-blocks 1 8] [--out STEM]
+        [--glauber-rounds 1 2] [--glauber-blocks 1 8] [--settings T:K:WINDOW ...] [--out STEM]
 
 writes benchmarks/results/smollm2_text8.{json,md} (or STEM.{json,md}) after every row (one thread: others
 keep a core). `--glauber-rounds` with no value skips the Glauber rows.
@@ -71,6 +71,21 @@ def markdown(rows: list[dict], meta: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def edlm_settings(args, parser) -> dict[int, list[tuple[int, float]]]:
+    """T -> the (k, window) of its EDLM rows: `--settings T:K:WINDOW ...` if given, else the grid of --ts x --ks
+    x --windows."""
+    if not args.settings:
+        return {t: [(k, w) for k in args.ks for w in args.windows] for t in args.ts}
+    grid: dict[int, list[tuple[int, float]]] = {}
+    for setting in args.settings:
+        try:
+            t, k, window = setting.split(":")
+            grid.setdefault(int(t), []).append((int(k), float(window)))
+        except ValueError:
+            parser.error(f"--settings {setting!r} is not T:K:WINDOW; write e.g. 128:16:0.2.")
+    return grid
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ts", type=int, nargs="+", default=[8, 32])
@@ -81,9 +96,12 @@ def main() -> None:
     parser.add_argument("--num-samples", type=int, default=4)
     parser.add_argument("--seq-len", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--settings", nargs="+", metavar="T:K:WINDOW",
+                        help="EDLM rows to run instead of the grid of --ts, --ks and --windows (e.g. 128:16:0.2)")
     parser.add_argument("--out", help="writes OUT.json and OUT.md (default benchmarks/results/smollm2_text8)")
     args = parser.parse_args()
     out = Path(args.out) if args.out else RESULTS / NAME
+    grid = edlm_settings(args, parser)
     torch.set_num_threads(1)
     started = time.perf_counter()
     denoiser = load_spec("bundled:text8-small-mdlm", device="cpu")
@@ -112,7 +130,7 @@ def main() -> None:
     wall = time.perf_counter() - t0
     smol, orc = judge(text_lm, oracle, tokenizer, x)
     record(dict(sampler="text8 AR samples", smollm2_bpc=smol, oracle_bpc=orc, is_steps=0, wall_s=wall))
-    for steps in args.ts:
+    for steps, settings in grid.items():
         t0 = time.perf_counter()
         x = edlm.sample(denoiser.model, n, length, steps, generator=torch.Generator().manual_seed(args.seed))
         wall = time.perf_counter() - t0
@@ -136,22 +154,21 @@ def main() -> None:
                             denoiser_rows=n * steps + stats.count("infill")[1],
                             lm_texts=text_lm.scored - texts0, lm_forwards=text_lm.forwards - forwards0,
                             wall_s=wall + time.perf_counter() - t1))
-        for k in args.ks:
-            for window in args.windows:
-                texts0, forwards0 = text_lm.scored, text_lm.forwards
-                t0 = time.perf_counter()
-                x, stats = edlm.sample(denoiser.model, n, length, steps, energy=energy.energy, k=k, window=window,
-                                       generator=torch.Generator().manual_seed(args.seed), return_stats=True)
-                wall = time.perf_counter() - t0
-                texts, forwards = text_lm.scored - texts0, text_lm.forwards - forwards0
-                ran = ~stats.ess.isnan()
-                is_steps = int(ran.any(0).sum())
-                smol, orc = judge(text_lm, oracle, tokenizer, x)
-                record(dict(sampler="edlm", T=steps, k=k, window=window, smollm2_bpc=smol, oracle_bpc=orc,
-                            **gains(smol), cap_bpc=is_steps * math.log(k) / (length * math.log(2)),
-                            ess_per_step=float(stats.ess[ran].mean()), is_steps=is_steps,
-                            denoiser_rows=stats.count("denoiser")[1], lm_texts=texts, lm_forwards=forwards,
-                            wall_s=wall))
+        for k, window in settings:
+            texts0, forwards0 = text_lm.scored, text_lm.forwards
+            t0 = time.perf_counter()
+            x, stats = edlm.sample(denoiser.model, n, length, steps, energy=energy.energy, k=k, window=window,
+                                   generator=torch.Generator().manual_seed(args.seed), return_stats=True)
+            wall = time.perf_counter() - t0
+            texts, forwards = text_lm.scored - texts0, text_lm.forwards - forwards0
+            ran = ~stats.ess.isnan()
+            is_steps = int(ran.any(0).sum())
+            smol, orc = judge(text_lm, oracle, tokenizer, x)
+            record(dict(sampler="edlm", T=steps, k=k, window=window, smollm2_bpc=smol, oracle_bpc=orc,
+                        **gains(smol), cap_bpc=is_steps * math.log(k) / (length * math.log(2)),
+                        ess_per_step=float(stats.ess[ran].mean()), is_steps=is_steps,
+                        denoiser_rows=stats.count("denoiser")[1], lm_texts=texts, lm_forwards=forwards,
+                        wall_s=wall))
 
 
 if __name__ == "__main__":
