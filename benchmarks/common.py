@@ -38,6 +38,16 @@ def write_results(name: str, payload: dict, markdown: str, directory: Path = RES
     (directory / f"{name}.md").write_text(markdown)
 
 
+def markdown_table(columns: list[str], rows: list[dict], number: str = "{:.4g}") -> list[str]:
+    """The lines of a Markdown table: a header of `columns`, then one line per row dict, floats written with
+    `number`, None as an empty cell."""
+    def cell(value) -> str:
+        return "" if value is None else number.format(value) if isinstance(value, float) else str(value)
+
+    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns),
+            *("| " + " | ".join(cell(row[c]) for c in columns) + " |" for row in rows)]
+
+
 def run_main(main, name: str) -> None:
     """Exit with the status main() returns; an EdlmError becomes one line `NAME: error: ...` on stderr and
     exit status 2."""

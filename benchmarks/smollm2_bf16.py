@@ -29,7 +29,7 @@ import time
 
 import torch
 
-from common import provenance, write_results
+from common import markdown_table, provenance, write_results
 from edlm.data import load_split
 from edlm.loading.energy_specs import load_energy_spec
 from edlm.loading.specs import load_spec
@@ -73,10 +73,7 @@ def markdown(rows: list[dict], meta: dict) -> str:
              "Weights: softmax over a row's candidates of log p_LM(text) - log p(x0 | xt), the EDLM resampling law. "
              "TV: total variation between the float32 and bfloat16 laws of a row. Made by "
              "`benchmarks/smollm2_bf16.py`.", "",
-             "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    for row in rows:
-        lines.append("| " + " | ".join(f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c])
-                                       for c in COLUMNS) + " |")
+             *markdown_table(COLUMNS, rows)]
     return "\n".join(lines) + "\n"
 
 

@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 
 import edlm
-from common import RESULTS, provenance, write_results
+from common import RESULTS, markdown_table, provenance, write_results
 from edlm.data import load_split
 from edlm.loading.energy_specs import load_energy_spec
 from edlm.loading.specs import load_spec
@@ -63,11 +63,7 @@ def markdown(rows: list[dict], meta: dict) -> str:
              "T; gap_closed = gain / (SmolLM2 bits/char of MDLM minus that of the test text); "
              "cap = n_IS ln k / (L ln 2), the bound on KL(EDLM || MDLM) per character (not on the gain). "
              "SmolLM2 is also the energy; the text8 oracle is independent.", "",
-             "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    for row in rows:
-        cells = [f"{row[c]:.3f}" if isinstance(row[c], float) else ("" if row[c] is None else str(row[c]))
-                 for c in COLUMNS]
-        lines.append("| " + " | ".join(cells) + " |")
+             *markdown_table(COLUMNS, rows, "{:.3f}")]
     return "\n".join(lines) + "\n"
 
 

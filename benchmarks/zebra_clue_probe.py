@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from common import RESULTS, provenance, run_main, write_results
+from common import RESULTS, markdown_table, provenance, run_main, write_results
 from edlm.errors import require
 from edlm.loading.specs import load_spec
 from edlm.puzzles.lines import read_puzzle_file
@@ -71,10 +71,7 @@ def markdown(rows: list[dict], meta: dict) -> str:
              "Per-cell argmax accuracy and NLL (nats) of the answer cells: one cell masked with the rest given "
              "(decided by the permutation structure alone), and the whole answer masked under the puzzle's own "
              "clues and under another puzzle's. Made by `benchmarks/zebra_clue_probe.py`.", "",
-             "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    for row in rows:
-        lines.append("| " + " | ".join(f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c])
-                                       for c in COLUMNS) + " |")
+             *markdown_table(COLUMNS, rows)]
     machine = meta["machine"]
     lines += ["", f"Command: `{meta['command']}` at {meta['git_revision']} on {machine['cpu']} ({machine['cores']} "
                   f"cores, torch {machine['torch']}); wall time {meta['wall_time_s']} s.", ""]
