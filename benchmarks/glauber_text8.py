@@ -16,7 +16,8 @@ finished runs:
 with train.steps=S_N only where `GLAUBER_STEPS` has N (100 at N = 3; the recipe's 240 otherwise), so that
 N = 1 and N = 3 get about the same training CPU time; `--data DIR` adds data.path=DIR and every --override
 KEY=VALUE comes last. A run at its last step is skipped; `edlm train` resumes an interrupted one. Up to
---jobs commands run at once (the Glauber runs after the UL2 run).
+--jobs commands run at once (the Glauber runs after the UL2 run). The likelihood commands (below) run beside
+the sample sets, which this process draws: --jobs - 1 of them at once (at least one).
 
 Samples: --num-samples S outputs of L = 256 characters per method, all from --seed, judged by the oracle
 with the text8 benchmark's `edlm.bench.text8.judge` (bits per character, mean and standard error over
@@ -66,6 +67,7 @@ import shlex
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -373,6 +375,19 @@ def fmt_s(seconds: float | None) -> str:
     return "wall time not recorded" if seconds is None else f"{seconds / 60:.1f} min of wall time"
 
 
+def sample_sets(models: Models, settings: Settings, cache: Cache) -> dict[str, dict]:
+    """{label: result} of every sample set of `plan`, drawing (and caching) only the missing ones."""
+    results = {}
+    for label, job in plan(settings).items():
+        if cache.get(job) is None:
+            print(f"sample set {label} ...", flush=True)
+            begin = time.perf_counter()
+            result = RUNNERS[job.kind](models, job.params, settings.seed)
+            cache.put(job, dict(result, job_wall_s=time.perf_counter() - begin))
+        results[label] = cache.get(job)
+    return results
+
+
 def likelihoods(models: Models, settings: Settings, data: str | None, work: Path, run) -> list[dict]:
     """`edlm eval nll` of each model on the same sequences (cached reports under work/nll): table rows."""
     kinds = {"AR": ("ar", "causal"), "MDLM": ("mdlm", "mdlm"), "UL2-style causal": ("ul2", "causal")}
@@ -454,16 +469,14 @@ def main(argv: list[str] | None = None) -> int:
         run([commands[key] for key in stage if key in trained and not train_finished(commands[key][1:])])
     models = load_models(specs, settings.rounds, args.data)
 
-    likelihood = likelihoods(models, settings, args.data, work, run)
-    cache = Cache(work / "cache", models.fingerprints, settings)
-    results = {}
-    for label, job in plan(settings).items():
-        if cache.get(job) is None:
-            print(f"sample set {label} ...", flush=True)
-            begin = time.perf_counter()
-            result = RUNNERS[job.kind](models, job.params, settings.seed)
-            cache.put(job, dict(result, job_wall_s=time.perf_counter() - begin))
-        results[label] = cache.get(job)
+    def run_beside(commands: list[list[str]]) -> None:  # this process draws samples meanwhile: one job fewer
+        run_commands(commands, jobs=max(1, args.jobs - 1), logs=work / "logs", timings=work / "timings.json",
+                     threads=args.threads)
+
+    with ThreadPoolExecutor(max_workers=1) as background:
+        likelihood = background.submit(likelihoods, models, settings, args.data, work, run_beside)
+        results = sample_sets(models, settings, Cache(work / "cache", models.fingerprints, settings))
+        likelihood = likelihood.result()
 
     spent = json.loads((work / "timings.json").read_text()) if (work / "timings.json").is_file() else {}
     training = [dict(run=specs[key], command="edlm " + shlex.join(argv) if key in trained else None,
