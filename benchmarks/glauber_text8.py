@@ -30,6 +30,8 @@ reveals something (measured), Glauber diffusion with N rounds L causal calls and
 - the UL2-style model's causal mode before Glauber training, and the Glauber-trained model's causal mode
   after it (the same weights, trained on infill only); Glauber N: those causal samples, then the reverse
   chain over `fixed_order(N, L)` (what `edlm sample --sampler glauber-diffusion` runs).
+- the real test text of the reference row after each N-round model's forward chain (N heat-bath sweeps of its
+  EMA weights at t = 1; N L infill calls): x_T, what the causal mode imitates and the reverse chain undoes.
 - iso-compute (section 4.3): for each N and K in --best-of, Glauber N best of K against AR best of
   (N + 1) K, the same number of model calls. "Best" is each model's own log-likelihood, never the oracle:
   AR's (a by-product of generation), and for Glauber the log-likelihood of the final sample under the
@@ -298,15 +300,31 @@ def _glauber(models: Models, p: dict, seed: int) -> dict:
                          for k in p["best_of"]})
 
 
-RUNNERS = {"reference": _reference, "ar": _ar, "mdlm": _mdlm, "causal": _causal, "glauber": _glauber}
+def _forward(models: Models, p: dict, seed: int) -> dict:
+    """The real test text of the reference row after the forward chain of the N-round model (its EMA weights
+    as the frozen model F): draws of x_T ~ p_T, what the model's causal mode imitates; `changed` is the
+    fraction of characters that differ from the text."""
+    from edlm.glauber_diffusion import fixed_order, forward
+
+    text = subset(models.test, p["n"])
+    start = time.perf_counter()
+    x_t = forward(models.glauber[p["rounds"]], text, fixed_order(p["rounds"], text.shape[1]),
+                  generator=torch.Generator().manual_seed(seed))
+    return dict(invocations=p["rounds"] * text.shape[1], wall_s_per_sample=(time.perf_counter() - start) / p["n"],
+                changed=(x_t != text).double().mean().item(), **judge(models, x_t))
+
+
+RUNNERS = {"reference": _reference, "ar": _ar, "mdlm": _mdlm, "causal": _causal, "glauber": _glauber,
+           "forward": _forward}
 
 
 def plan(settings: Settings) -> dict[str, Job]:
-    """Every sample set, by label: reference, ar, causal, mdlm-T, glauber-N."""
+    """Every sample set, by label: reference, ar, causal, mdlm-T, forward-N, glauber-N."""
     s, n = settings, settings.num_samples
     jobs = {"reference": Job("reference", dict(n=n), 0), "ar": Job("ar", dict(n=n, best_of=s.ar_best_of()), 0),
             "causal": Job("causal", dict(n=n), 0)}
     jobs |= {f"mdlm-{t}": Job("mdlm", dict(n=n, steps=t), 0) for t in s.mdlm_steps}
+    jobs |= {f"forward-{r}": Job("forward", dict(n=n, rounds=r), 0) for r in s.rounds}
     return jobs | {f"glauber-{r}": Job("glauber", dict(n=n, rounds=r, best_of=sorted(s.best_of)), 0) for r in s.rounds}
 
 
@@ -329,7 +347,8 @@ def tables(settings: Settings, results: dict, likelihood: list[dict]) -> dict:
     iso = []
     for n in settings.rounds:
         g = results[f"glauber-{n}"]
-        samples += [row(f"UL2-style causal, after Glauber training N={n}", g["causal"]),
+        samples += [row(f"real test text after the forward chain N={n} (x_T)", results[f"forward-{n}"]),
+                    row(f"UL2-style causal, after Glauber training N={n}", g["causal"]),
                     row(f"Glauber N={n}", g["best_of"]["1"])]
         for k in sorted(settings.best_of):
             mine, ar = g["best_of"][str(k)], results["ar"][str((n + 1) * k)]
@@ -352,6 +371,10 @@ def markdown(payload: dict) -> str:
              + ", ".join(f"{MODEL_NAMES.get(k, f'Glauber N={k}')} `{v}`" for k, v in payload["models"].items()
                          if k != "oracle") + ".", "",
              markdown_table(t["samples"], list(t["samples"][0])),
+             "The forward-chain rows are the real test text after the N-round model's forward chain (N heat-bath "
+             "sweeps of its EMA weights at t = 1): draws of x_T, what its causal mode imitates and its reverse chain "
+             "undoes. Characters changed: " + ", ".join(
+                 f"{payload['sample_sets'][f'forward-{n}']['changed']:.1%} at N={n}" for n in s["rounds"]) + ".", "",
              "## Iso-compute best-of-N", "",
              "Glauber N best of K against AR best of (N + 1) K, the same number of model calls per output. The best "
              "candidate is the one with the highest log-likelihood under the model itself (AR: its own; Glauber: its "

@@ -42,9 +42,13 @@ def test_dry_run_writes_the_report_and_reuses_its_runs_and_caches(text8_dir, tmp
 
     samples = {row["method"]: row for row in report["tables"]["samples"]}
     assert list(samples) == ["real test text", "AR", "MDLM T=8", "UL2-style causal, before Glauber training",
+                             "real test text after the forward chain N=1 (x_T)",
                              "UL2-style causal, after Glauber training N=1", "Glauber N=1",
+                             "real test text after the forward chain N=3 (x_T)",
                              "UL2-style causal, after Glauber training N=3", "Glauber N=3"]
     calls = {method: row["model invocations / sample"] for method, row in samples.items()}
+    assert (calls["real test text after the forward chain N=1 (x_T)"],
+            calls["real test text after the forward chain N=3 (x_T)"]) == ("256", "768")  # N L infill calls
     assert calls["AR"] == calls["UL2-style causal, before Glauber training"] == "256"
     assert (calls["Glauber N=1"], calls["Glauber N=3"]) == ("512", "1024")  # 2L and 4L
     assert 1 <= float(calls["MDLM T=8"]) <= 8
@@ -67,6 +71,9 @@ def test_dry_run_writes_the_report_and_reuses_its_runs_and_caches(text8_dir, tmp
     assert f"train.init_from={work / 'ul2'} train.glauber_rounds=3 train.steps=100" in commands[2]
     assert "train.glauber_rounds=1 train.out_dir" in commands[1]  # N = 1: the recipe's steps
     page = out.with_suffix(".md").read_text()
+    changed = [report["sample_sets"][f"forward-{n}"]["changed"] for n in (1, 3)]
+    assert all(0 < c <= 1 for c in changed)  # a 16-wide 2-step model's heat-bath sweeps change characters
+    assert f"Characters changed: {changed[0]:.1%} at N=1, {changed[1]:.1%} at N=3." in page
     for heading in ("# Glauber diffusion on text8", "## Iso-compute best-of-N", "## Likelihood of the first 2 test",
                     "## Training"):
         assert heading in page
