@@ -48,11 +48,11 @@ and the sha256 of every model file), each likelihood one report under WORK/nll n
 command and model; a rerun does only what is missing. Writes OUT.json and OUT.md (default
 benchmarks/results/glauber_text8) with the command, git revision, machine and wall time.
 
-CPU time, estimated from timed steps and forward passes on one thread of a shared 2-core machine: training
-50 min for UL2 (5,600 steps at 0.55 s), 66 min for N = 1 (240 steps at 16 s), 64 min for N = 3 (100 at 37 s),
-validations included; samples about 20 min (the reverse chains: 64 x N L sequence passes per N);
-likelihoods about 35 min (a Glauber bound costs 2 N L passes per chain and sequence: 8 min at N = 1, 25 at
-N = 3). About 4 CPU hours; about 2.7 hours of wall time with --jobs 2 on two free cores.
+Time, measured in the full run (one thread per process on a 2-core machine shared with other jobs): training
+104 min for UL2 (5,600 steps), 100 min for N = 1 (240 steps at about 25 s), 101 min for N = 3 (100 at about
+60 s), validations included; then about 50 min of samples (the reverse chains: 64 x N L sequence passes per
+N) and likelihoods (a Glauber bound costs 2 N L passes per chain and sequence: about 10 min at N = 1, 40 at
+N = 3). About 3.5 hours of wall time with --jobs 2.
 
 --dry-run: tiny UL2 and Glauber models (1 layer x 16, 2 steps), 2 samples, best of 1 and 2, MDLM at 8 steps,
 2 test sequences, 2 chains, into WORK = runs/glauber-text8-dry-run (OUT inside it): under a minute, for the tests.
