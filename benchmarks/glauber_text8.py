@@ -31,7 +31,7 @@ reveals something (measured), Glauber diffusion with N rounds L causal calls and
   after it (the same weights, trained on infill only); Glauber N: those causal samples, then the reverse
   chain over `fixed_order(N, L)` (what `edlm sample --sampler glauber-diffusion` runs).
 - the real test text of the reference row after each N-round model's forward chain (N heat-bath sweeps of its
-  EMA weights at t = 1; N L infill calls): x_T, what the causal mode imitates and the reverse chain undoes.
+  EMA weights at t = 1; N L infill calls): x_T, where the reverse chain is meant to start.
 - iso-compute (section 4.3): for each N and K in --best-of, Glauber N best of K against AR best of
   (N + 1) K, the same number of model calls. "Best" is each model's own log-likelihood, never the oracle:
   AR's (a by-product of generation), and for Glauber the log-likelihood of the final sample under the
@@ -302,7 +302,7 @@ def _glauber(models: Models, p: dict, seed: int) -> dict:
 
 def _forward(models: Models, p: dict, seed: int) -> dict:
     """The real test text of the reference row after the forward chain of the N-round model (its EMA weights
-    as the frozen model F): draws of x_T ~ p_T, what the model's causal mode imitates; `changed` is the
+    as the frozen model F): draws of x_T ~ p_T, where its reverse chain is meant to start; `changed` is the
     fraction of characters that differ from the text."""
     from edlm.glauber_diffusion import fixed_order, forward
 
@@ -372,8 +372,8 @@ def markdown(payload: dict) -> str:
                          if k != "oracle") + ".", "",
              markdown_table(t["samples"], list(t["samples"][0])),
              "The forward-chain rows are the real test text after the N-round model's forward chain (N heat-bath "
-             "sweeps of its EMA weights at t = 1): draws of x_T, what its causal mode imitates and its reverse chain "
-             "undoes. Characters changed: " + ", ".join(
+             "sweeps of its EMA weights at t = 1): draws of x_T, where its reverse chain is meant to start "
+             "(its causal mode is never trained on them). Characters changed: " + ", ".join(
                  f"{payload['sample_sets'][f'forward-{n}']['changed']:.1%} at N={n}" for n in s["rounds"]) + ".", "",
              "## Iso-compute best-of-N", "",
              "Glauber N best of K against AR best of (N + 1) K, the same number of model calls per output. The best "
