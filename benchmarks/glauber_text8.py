@@ -71,6 +71,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -480,8 +481,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{list(settings.rounds)}; add them to --rounds.")
     torch.set_num_threads(args.threads)
 
-    def run(commands: list[list[str]]) -> None:
-        run_commands(commands, jobs=args.jobs, logs=work / "logs", timings=work / "timings.json", threads=args.threads)
+    def run(commands: list[list[str]], jobs: int = args.jobs) -> None:
+        run_commands(commands, jobs=jobs, logs=work / "logs", timings=work / "timings.json", threads=args.threads)
 
     specs = {"ar": args.ar, "mdlm": args.mdlm, "oracle": args.oracle, "ul2": args.ul2 or str(work / "ul2")}
     specs |= {n: given.get(n, str(work / f"glauber-{n}")) for n in settings.rounds}
@@ -492,14 +493,11 @@ def main(argv: list[str] | None = None) -> int:
         run([commands[key] for key in stage if key in trained and not train_finished(commands[key][1:])])
     models = load_models(specs, settings.rounds, args.data)
 
-    def run_beside(commands: list[list[str]]) -> None:  # this process draws samples meanwhile: one job fewer
-        run_commands(commands, jobs=max(1, args.jobs - 1), logs=work / "logs", timings=work / "timings.json",
-                     threads=args.threads)
-
+    run_beside = partial(run, jobs=max(1, args.jobs - 1))  # this process draws samples meanwhile: one job fewer
     with ThreadPoolExecutor(max_workers=1) as background:
-        likelihood = background.submit(likelihoods, models, settings, args.data, work, run_beside)
+        pending = background.submit(likelihoods, models, settings, args.data, work, run_beside)
         results = sample_sets(models, settings, Cache(work / "cache", models.fingerprints, settings))
-        likelihood = likelihood.result()
+        likelihood = pending.result()
 
     spent = json.loads((work / "timings.json").read_text()) if (work / "timings.json").is_file() else {}
     training = [dict(run=specs[key], command="edlm " + shlex.join(argv) if key in trained else None,
