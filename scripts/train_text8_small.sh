@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Train the six text8-small models bundled with edlm and export them (bf16) into src/edlm/checkpoints/.
 # Two CPU cores, one thread per run, two runs at a time (see the checkpoints' README for the wall times):
-#   core 1: MDLM (the text8-small recipe: batch 16, 5,600 steps, about 60 min; re-trained on 2026-12-03),
-#           then NCE from it (250 steps, about 10 min)
+#   core 1: MDLM in two stages (the text8-small recipe: batch 16, 5,600 steps, about 60 min; then 5,000 more
+#           steps from its EMA weights: another data order, peak lr 1e-3, decay over the last 30%, about
+#           40 min), then NCE from it (250 steps, about 10 min)
 #   core 2: AR (2,300 steps, about 70 min), then the oracle AR (another seed and data order, 1,700 steps)
 # Every model but the MDLM was trained with the recipe's earlier optimiser schedule (batch 32, 100
 # warm-up steps, cosine decay): OLD pins it.
@@ -16,7 +17,9 @@ OLD=(train.batch_size=32 train.warmup_steps=100 train.lr_schedule=cosine train.l
 AR=(model.causal=true train.objective=ar "${OLD[@]}")
 
 mdlm_then_nce() {
-  edlm train text8-small train.out_dir="$RUNS/text8-small-mdlm" --no-progress
+  edlm train text8-small train.out_dir="$RUNS/text8-small-mdlm-stage1" --no-progress
+  edlm train text8-small train.init_from="$RUNS/text8-small-mdlm-stage1" train.seed=1 train.steps=5000 train.lr=1e-3 \
+    train.warmup_steps=100 train.decay_fraction=0.3 train.out_dir="$RUNS/text8-small-mdlm" --no-progress
   edlm train text8-small "${OLD[@]}" train.objective=nce train.init_from="$RUNS/text8-small-mdlm" \
     train.nce_negatives=1 train.steps=250 train.lr=5e-4 train.warmup_steps=25 \
     train.out_dir="$RUNS/text8-small-nce" --no-progress
