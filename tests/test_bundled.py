@@ -186,6 +186,29 @@ def test_demo_with_nce_energy_and_no_oracle(bundled, tmp_path, capsys, monkeypat
                for m in result["methods"].values())
 
 
+def test_demo_temperature_reaches_both_samplers(bundled, tmp_path, capsys, monkeypatch):
+    """--temperature is passed to both samplers: the MDLM column equals edlm.sampling.sample at that temperature
+    from the same seed, and it differs from the model's own (temperature 1) samples."""
+    import edlm.sampling
+
+    real_sample, temperatures = edlm.sampling.sample, []
+
+    def spy(*args, **kwargs):
+        temperatures.append(kwargs["temperature"])
+        return real_sample(*args, **kwargs)
+
+    monkeypatch.setattr(edlm.sampling, "sample", spy)
+    argv = ["demo", "--oracle", "none", "--steps", "4", "--device", "cpu", "--out", str(tmp_path / "demo")]
+    assert main([*argv, "--temperature", "0.25"]) == 0
+    assert temperatures == [0.25, 0.25] and "seed 0, temperature 0.25, on cpu" in capsys.readouterr().out
+    result = json.loads((tmp_path / "demo.json").read_text())["results"]
+    assert result["settings"]["temperature"] == 0.25
+    denoiser = load_spec("bundled:text8-small-mdlm", device="cpu").model
+    cold = real_sample(denoiser, 2, 16, 4, temperature=0.25, generator=torch.Generator().manual_seed(0))
+    model = real_sample(denoiser, 2, 16, 4, generator=torch.Generator().manual_seed(0))
+    assert [s["ids"] for s in result["methods"]["mdlm"]["samples"]] == cold.tolist() != model.tolist()
+
+
 def test_sample_defaults_to_bundled_denoiser(bundled, tmp_path):
     out = tmp_path / "s.jsonl"
     code = main(["sample", "--energy", "ar:bundled:text8-small-ar", "--k", "2", "--window", "1", "--steps", "4",
@@ -199,6 +222,7 @@ def test_sample_defaults_to_bundled_denoiser(bundled, tmp_path):
 @pytest.mark.parametrize("argv, message", [
     (["demo", "--k", "0"], "--k 0 must be at least 1"),
     (["demo", "--window", "1.5"], "--window 1.5 must lie in [0, 1]"),
+    (["demo", "--temperature", "0"], "--temperature 0.0 must be positive (1 = the model)"),
     (["demo", "--denoiser", "bundled:nope"], "'nope' does not exist; use one of"),
     (["demo", "--denoiser", "bundled:text8-small-ar"], "is a causal LM, not a masked diffusion model"),
     (["demo", "--seq-len", "32"], "exceeds the denoiser's max_seq_len=16"),

@@ -44,6 +44,8 @@ def register(subparsers) -> None:
     parser.add_argument("--window", type=float, default=1.0,
                         help="EDLM importance sampling at steps with t >= 1 - window (default 1 = every step)")
     parser.add_argument("--tau", type=float, default=1.0, help="temperature of the importance weights (default 1)")
+    parser.add_argument("--temperature", type=float, default=1.0,
+                        help="both samplers draw tokens from softmax(logits / temperature) (default 1 = the model)")
     parser.add_argument("--seed", type=int, default=0, help="seed of both samplers (default 0)")
     parser.add_argument("--columns", type=int, default=100, help="terminal columns of the layout (default 100)")
     parser.add_argument("--data", default="", help="text8 location for the real-word fractions (default: the "
@@ -83,7 +85,8 @@ def run_sampler(denoiser, seq_len: int, args, *, energy=None, k: int = 1, window
     generator = torch.Generator(device=device).manual_seed(args.seed)
     start = time.perf_counter()
     ids, stats = sample(denoiser, args.num_samples, seq_len, args.steps, energy=energy, k=k, window=window,
-                             tau=args.tau, generator=generator, return_stats=True, progress=True)
+                        tau=args.tau, temperature=args.temperature, generator=generator, return_stats=True,
+                        progress=True)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     n = args.num_samples
@@ -151,6 +154,7 @@ def run(args) -> int:
     check_sampler_args(args)
     require(args.k > 1 and args.window > 0, f"--k {args.k} and --window {args.window:g} make the EDLM column plain "
             "MDLM; pass --k 2 or more and a --window above 0.")
+    require(args.temperature > 0, f"--temperature {args.temperature} must be positive (1 = the model).")
     require(args.columns >= 20, f"--columns {args.columns} is too narrow for two columns of text; use at least 20.")
     device = select_device(args.device)
     loaded = load_denoiser(args.denoiser, device=device)
@@ -186,7 +190,8 @@ def run(args) -> int:
                                            real_word_fraction=fraction([text])) for ids, text, b in zip(rows, texts, bits)])
 
     left, right = methods["mdlm"], methods["edlm"]
-    print(f"{args.num_samples} sample(s) of {seq_len} tokens, seed {args.seed}, on {device}\n")
+    tempered = "" if args.temperature == 1 else f", temperature {args.temperature:g}"
+    print(f"{args.num_samples} sample(s) of {seq_len} tokens, seed {args.seed}{tempered}, on {device}\n")
     for i in range(args.num_samples):
         print(f"sample {i + 1}/{args.num_samples}")
         texts = (left["samples"][i]["text"], right["samples"][i]["text"])
@@ -201,7 +206,7 @@ def run(args) -> int:
         settings = dict(tokenizer=loaded.tokenizer_spec, denoiser=args.denoiser, energy=args.energy,
                         oracle=args.oracle, oracle_retokenized=retokenized, num_samples=args.num_samples,
                         seq_len=seq_len, steps=args.steps, k=args.k, window=args.window, tau=args.tau,
-                        seed=args.seed, device=str(device), data=args.data)
+                        temperature=args.temperature, seed=args.seed, device=str(device), data=args.data)
         real = None if vocabulary is None else dict(vocabulary_size=len(vocabulary), test_texts=test_texts,
                                                     test_real_word_fraction=test_fraction)
         rows = [dict(m, method=m["header"]) for m in methods.values()]
