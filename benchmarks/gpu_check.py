@@ -1,4 +1,4 @@
-"""The GPU check: edlm's CUDA paths proven and measured by one command, in under 8 minutes on one GPU.
+"""The GPU check: edlm's CUDA paths proven and measured by one command, in about 8 minutes on an H200.
 
     PYTHONPATH=src python3 benchmarks/gpu_check.py
 
@@ -48,7 +48,7 @@ from common import RESULTS, provenance, write_results
 
 NAME = "gpu_check"
 PARTS = ("tests", "throughput", "latency")
-BUDGETS_S = {"tests": 130, "throughput": 140, "latency": 180}  # 450 s together, with room for start-up
+BUDGETS_S = {"tests": 130, "throughput": 140, "latency": 400}  # an H200 took 34, 73 and 346 s
 # Dense bf16 tensor-core peaks (TFLOP/s) from the vendors' datasheets; the first name contained in the
 # device name wins, so the more specific names come first.
 BF16_PEAK_TFLOPS = (("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("GH200", 989.4), ("H200", 989.4), ("H100", 989.4),
