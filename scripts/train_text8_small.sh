@@ -3,7 +3,7 @@
 # Two CPU cores, one thread per run, two runs at a time (see the checkpoints' README for the wall times):
 #   core 1: MDLM in two stages (the text8-small recipe: batch 16, 5,600 steps, about 60 min; then 5,000 more
 #           steps from its EMA weights: another data order, peak lr 1e-3, decay over the last 30%, about
-#           40 min), then NCE from it (250 steps, about 10 min)
+#           45 min), then NCE from it (250 steps, about 10 min)
 #   core 2: AR (2,300 steps, about 70 min), then the oracle AR (another seed and data order, 1,700 steps)
 # Every model but the MDLM was trained with the recipe's earlier optimiser schedule (batch 32, 100
 # warm-up steps, cosine decay): OLD pins it.

@@ -1,6 +1,7 @@
 """`edlm demo`: MDLM and EDLM samples side by side, from the models bundled with edlm (no download).
 
-Both samplers run the same denoiser from the same seed; EDLM adds importance-sampled denoising under
+Both samplers run the same denoiser from the same seed (and `--temperature`: tokens drawn from
+softmax(logits / temperature), 1 = the models); EDLM adds importance-sampled denoising under
 the `--energy` model (k candidates, at every step with t >= 1 - window). For each sample index the two
 texts are printed in two columns, then a summary per method: wall time per sample (seconds), model
 forward rows per sample (a row is one sequence of seq_len tokens through the denoiser or the energy;
