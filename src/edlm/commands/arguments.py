@@ -21,14 +21,15 @@ def int_list(option: str, text: str | None) -> list[int] | None:
 
 
 def check_sampler_args(args) -> None:
-    """Checks of the options `edlm sample` shares with `edlm demo` (k, window, tau, steps, num_samples,
-    seq_len, the energy spec's form) that need no model: raise EdlmError with one sentence."""
+    """Checks of the options `edlm sample` shares with `edlm demo` (k, window, tau, temperature, steps,
+    num_samples, seq_len, the energy spec's form) that need no model: raise EdlmError with one sentence."""
     from edlm.errors import require
     from edlm.loading.energy_specs import parse_energy_spec
 
     require(args.k >= 1, f"--k {args.k} must be at least 1 (1 = plain MDLM).")
     require(0.0 <= args.window <= 1.0, f"--window {args.window} must lie in [0, 1].")
     require(args.tau > 0, f"--tau {args.tau} must be positive.")
+    require(args.temperature > 0, f"--temperature {args.temperature} must be positive (1 = the model).")
     require(args.steps is None or args.steps >= 1, f"--steps {args.steps} must be at least 1.")
     require(args.num_samples >= 1, f"--num-samples {args.num_samples} must be at least 1.")
     require(args.seq_len is None or args.seq_len >= 1, f"--seq-len {args.seq_len} must be at least 1.")

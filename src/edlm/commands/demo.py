@@ -155,7 +155,6 @@ def run(args) -> int:
     check_sampler_args(args)
     require(args.k > 1 and args.window > 0, f"--k {args.k} and --window {args.window:g} make the EDLM column plain "
             "MDLM; pass --k 2 or more and a --window above 0.")
-    require(args.temperature > 0, f"--temperature {args.temperature} must be positive (1 = the model).")
     require(args.columns >= 20, f"--columns {args.columns} is too narrow for two columns of text; use at least 20.")
     device = select_device(args.device)
     loaded = load_denoiser(args.denoiser, device=device)

@@ -212,7 +212,6 @@ def check_args(args) -> None:
     elif args.sampler != GLAUBER_DIFFUSION:
         require(0.0 <= args.eta <= 1.0, f"--eta {args.eta} must lie in [0, 1].")
         require(args.unmasking_noise >= 0, f"--unmasking-noise {args.unmasking_noise} must be at least 0.")
-        require(args.temperature > 0, f"--temperature {args.temperature} must be positive.")
         require(args.block_size is None or args.block_size >= 1, f"--block-size {args.block_size} must be at least 1.")
         t_on, t_off = args.remasking_window or (1.0, 0.0)
         require(0.0 <= t_off < t_on <= 1.0,
